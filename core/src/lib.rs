@@ -13,6 +13,7 @@ extern crate alloc;
 #[cfg(test)]
 extern crate std;
 
+pub mod hash;
 pub mod region;
 
 pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};
