@@ -1,1 +1,20 @@
-//! placeholder
+//! hamtdb: an embedded, persistent key-value store, a copy-on-write hash trie on a
+//! memory-mapped file.
+//!
+//! This crate is the std backend over the `no_std` core, [`hamtdb_core`], whose public
+//! items it re-exports. It supplies the file: [`FileRegion`] is a [`Region`] over a
+//! memory-mapped file, locked against other openers, that grows without moving and
+//! reports a full disk as an error.
+//!
+//! All `unsafe` code that touches the map lives in one private module, `mmap`, whose
+//! safety argument covers the risks of a memory map (another process changing the file,
+//! the map moving, SIGBUS beyond the end of the file) and how this crate avoids each.
+#![deny(unsafe_code)]
+
+mod error;
+mod file_region;
+mod mmap;
+
+pub use error::OpenError;
+pub use file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
+pub use hamtdb_core::*;

@@ -1,0 +1,440 @@
+//! [`MappedFile`]: a locked file, its memory map and the length that bounds every access.
+//! This is the only module of the crate that turns raw memory into references or writes
+//! it; elsewhere `unsafe` appears only where the `Region` trait demands it, to forward its
+//! contract here.
+//!
+//! # Safety
+//!
+//! A memory map lets Rust read a file through `&[u8]`, and Rust assumes the bytes under a
+//! shared reference neither change nor vanish while it lives. Three things could break
+//! that; this module closes each off.
+//!
+//! - **Someone else changes the file.** A write or truncation by another process would
+//!   change or unmap bytes under a live reference. memmap2 marks its file-backed map
+//!   constructors `unsafe` "because of the potential for *Undefined Behavior* (UB) using
+//!   the map if the underlying file is subsequently modified, in or out of process"; its
+//!   `MmapRaw` constructor is safe only because it hands out raw pointers, and turning
+//!   those into references is what this module does. [`MappedFile::open`] takes a
+//!   `flock` before it maps anything (exclusive for a writable map, shared for a
+//!   read-only one) and holds it until the value is dropped, because the lock belongs to
+//!   the open file description that the value owns. Every hamtdb process takes that lock,
+//!   so no cooperating process can write the file while it is mapped. A process that
+//!   ignores advisory locks (a text editor, `truncate(1)`, `dd`) can still break this; no
+//!   library can stop it, and the docs of [`FileRegion::open`](crate::FileRegion::open)
+//!   say so.
+//! - **The map moves.** Growing a map by re-mapping may move it (`mremap` with
+//!   `MREMAP_MAYMOVE`, or `munmap` then `mmap`), leaving every reference into the old
+//!   range dangling; memmap2's `MmapMut::remap` takes `&mut self` and is `unsafe` for
+//!   that reason. Instead the address space is reserved up front, as LMDB does: the file
+//!   is mapped `MAP_SHARED` with a length, the *reservation*, larger than the file, which
+//!   POSIX allows ("The `mmap()` function can be used to map a region of memory that is
+//!   larger than the current size of the object") and memmap2 passes through when given
+//!   `MmapOptions::len` (it consults the file's size only when no length is set). Growing
+//!   extends the file inside the mapped range, so the map never moves while `&self` is
+//!   borrowed. Only [`MappedFile::remap`] replaces it, and it takes `&mut self`, which
+//!   proves that no view is alive.
+//! - **SIGBUS beyond the end of the file.** Pages of the reservation past the end of the
+//!   file have nothing behind them: touching them raises SIGBUS (memmap2's `remap` docs
+//!   call an access beyond the end of the file UB), and so may writing a page whose
+//!   blocks cannot be allocated on a full disk. Every access is checked against `len`,
+//!   and `len` never exceeds the file's length: it is raised only after the file has been
+//!   extended (checked with `fstat`, not trusted) and lowered before the file is
+//!   truncated. Growth allocates the blocks (`fallocate`) before the new length is
+//!   published, so a full disk is an error from `grow`, not a fault on a later write.
+//!   (Copy-on-write filesystems such as btrfs or ZFS may still need new blocks for an
+//!   overwrite; there `fallocate` narrows the window without closing it.)
+//!
+//! Within the process, the bytes under a view change only through [`MappedFile::write`]
+//! or [`MappedFile::shrink`], which are `unsafe` with the preconditions of
+//! [`Region::write`](hamtdb_core::Region::write) and
+//! [`Region::truncate`](hamtdb_core::Region::truncate).
+#![allow(unsafe_code)]
+
+use core::ptr;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::fs::File;
+use std::io;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use hamtdb_core::RegionError;
+use hamtdb_core::RegionOp;
+use hamtdb_core::region::checked_range;
+use memmap2::{MmapOptions, MmapRaw};
+use rustix::fs::{FlockOperation, fdatasync, flock, ftruncate};
+use rustix::io::Errno;
+
+use crate::error::OpenError;
+
+/// The operating system's page size in bytes.
+pub(crate) fn page_size() -> u64 {
+    rustix::param::page_size() as u64
+}
+
+/// `n` rounded up to a whole number of pages, or `None` on overflow.
+pub(crate) fn round_up_to_page(n: u64) -> Option<u64> {
+    n.checked_next_multiple_of(page_size())
+}
+
+/// The error number of `err`, or `EIO` for errors that carry none.
+pub(crate) fn error_code(err: &io::Error) -> i32 {
+    err.raw_os_error()
+        .unwrap_or_else(|| Errno::IO.raw_os_error())
+}
+
+fn io_error(op: RegionOp, err: &io::Error) -> RegionError {
+    RegionError::Io {
+        op,
+        code: error_code(err),
+    }
+}
+
+/// Locks a mutex that guards no data of its own, ignoring poisoning: every step done
+/// under it leaves the length invariant intact, so a panic in one holder harms no other.
+fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A file locked for this process and mapped with an address-space reservation.
+///
+/// Invariant: `len <= map.len()` (the reservation), and the file is at least `len` bytes
+/// long. Reads, views and writes stay below `len`.
+pub(crate) struct MappedFile {
+    // Declared before `file` so the map goes before the lock is released.
+    map: MmapRaw,
+    file: File,
+    len: AtomicU64,
+    writable: bool,
+    /// Serializes changes of the length.
+    resize: Mutex<()>,
+    /// How many times the length has changed; bumped before each new length is
+    /// published, so a reader that sees the new length also sees the bump.
+    len_changes: AtomicU64,
+    /// A value of `len_changes` read before an `fdatasync` that then succeeded: the
+    /// length as of that change is durable.
+    len_synced: AtomicU64,
+    /// Serializes the `fdatasync` calls that make a length change durable, so that
+    /// concurrent `sync_range` calls share one.
+    sync_lock: Mutex<()>,
+}
+
+impl MappedFile {
+    /// Locks `file` (exclusively if `writable`, shared otherwise, without waiting) and
+    /// maps `reservation` bytes of address space over it, or the file's length rounded up
+    /// to pages if that is more.
+    ///
+    /// `file` must have been opened for reading, and for writing too if `writable`.
+    pub(crate) fn open(file: File, reservation: u64, writable: bool) -> Result<Self, OpenError> {
+        let operation = if writable {
+            FlockOperation::NonBlockingLockExclusive
+        } else {
+            FlockOperation::NonBlockingLockShared
+        };
+        match flock(&file, operation) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
+            Err(err) => return Err(OpenError::Io(err.into())),
+        }
+        // Read the length only under the lock: before it, a writer may still be growing.
+        let len = file.metadata()?.len();
+        let map = map_file(&file, reservation_bytes(reservation, len)?, writable)?;
+        Ok(MappedFile {
+            map,
+            file,
+            len: AtomicU64::new(len),
+            writable,
+            resize: Mutex::new(()),
+            len_changes: AtomicU64::new(0),
+            len_synced: AtomicU64::new(0),
+            sync_lock: Mutex::new(()),
+        })
+    }
+
+    /// The current length in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    /// The mapped address space in bytes: the most the length can grow to.
+    pub(crate) fn reservation(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// The address of byte `offset` of the map; dereferenced only for offsets checked
+    /// against `len`, where it stays inside the mapping.
+    fn at(&self, offset: usize) -> *mut u8 {
+        self.map.as_mut_ptr().wrapping_add(offset)
+    }
+
+    /// Borrows `len` bytes at `offset`, checked against the current length.
+    pub(crate) fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        let range = checked_range(offset, len as u64, self.len())?;
+        // SAFETY: `slice::from_raw_parts` needs the pointer valid for reads of
+        // `range.len()` initialized bytes inside one allocation, for the whole borrow, and
+        // the bytes unmodified meanwhile.
+        // (1) The range lies below `len`, so inside the mapping, which is one allocation
+        // that is neither moved nor unmapped while `&self` is borrowed (only
+        // `remap(&mut self)` and drop replace it); its length is at most `isize::MAX`
+        // (memmap2 refuses longer maps).
+        // (2) The range lies below the end of the file (the invariant of `len`), so the
+        // pages are backed and initialized (file contents, or zeros for fresh space). The
+        // file cannot shrink under the view: only `shrink` lowers the length, and its
+        // contract forbids views of what it releases; other processes are kept off the
+        // file by the lock taken in `open`.
+        // (3) Nobody writes these bytes while the slice lives: `write` and `shrink` are
+        // `unsafe` with exactly that precondition.
+        Ok(unsafe { core::slice::from_raw_parts(self.at(range.start), range.len()) })
+    }
+
+    /// Copies `data` to `offset`, checked against the current length.
+    ///
+    /// # Safety
+    ///
+    /// 1. No view returned by [`view`](Self::view) that overlaps
+    ///    `offset .. offset + data.len()` is alive during or after this call.
+    /// 2. No other thread reads, views or writes those bytes while this call runs.
+    pub(crate) unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
+        if !self.writable {
+            return Err(RegionError::ReadOnly);
+        }
+        let range = checked_range(offset, data.len() as u64, self.len())?;
+        // SAFETY: `ptr::copy_nonoverlapping` needs the source valid for reads and the
+        // destination valid for writes of `data.len()` bytes, and the two not to overlap.
+        // (1) The source is a live slice of that length.
+        // (2) The destination lies below `len`: inside the mapping (mapped writable,
+        // `MAP_SHARED`, since `writable`), and backed by the file (the invariant of
+        // `len`); no other thread touches it during the copy (caller's condition 2).
+        // (3) `data` cannot overlap the destination: that would make it a live borrow of
+        // the bytes being written, which the caller's condition 1 rules out.
+        unsafe { ptr::copy_nonoverlapping(data.as_ptr(), self.at(range.start), data.len()) };
+        Ok(())
+    }
+
+    /// Lengthens the region. Under the resize lock, `allocate` gets the file and the
+    /// current length, extends the file (allocating its blocks) and returns the length to
+    /// publish; a length not above the current one changes nothing.
+    ///
+    /// The new length is published only if it fits the reservation and the file really is
+    /// that long (checked with `fstat`), so a mistake in `allocate` is an error, never an
+    /// access beyond the file.
+    pub(crate) fn extend(
+        &self,
+        allocate: impl FnOnce(&File, u64) -> Result<u64, RegionError>,
+    ) -> Result<u64, RegionError> {
+        if !self.writable {
+            return Err(RegionError::ReadOnly);
+        }
+        let _resize = lock(&self.resize);
+        let old = self.len();
+        let new = allocate(&self.file, old)?;
+        if new <= old {
+            return Ok(old);
+        }
+        let file_len = self
+            .file
+            .metadata()
+            .map_err(|err| io_error(RegionOp::Grow, &err))?
+            .len();
+        if new > self.reservation() || new > file_len {
+            // Best effort: the caller is told the length did not change, so neither should
+            // the file.
+            let _ = ftruncate(&self.file, old);
+            return Err(RegionError::Io {
+                op: RegionOp::Grow,
+                code: Errno::INVAL.raw_os_error(),
+            });
+        }
+        self.len_changes.fetch_add(1, Ordering::Release);
+        self.len.store(new, Ordering::Release);
+        Ok(new)
+    }
+
+    /// Cuts the file and the region to `new_len` bytes, if that is shorter; returns the
+    /// new length.
+    ///
+    /// # Safety
+    ///
+    /// 1. No view of any byte at or after `new_len` is alive during or after this call.
+    /// 2. No other thread reads, views or writes those bytes while this call runs.
+    pub(crate) unsafe fn shrink(&self, new_len: u64) -> Result<u64, RegionError> {
+        if !self.writable {
+            return Err(RegionError::ReadOnly);
+        }
+        let _resize = lock(&self.resize);
+        let old = self.len();
+        if new_len >= old {
+            return Ok(old);
+        }
+        // Lower the bound before the file shrinks, so no checked access can reach the
+        // released pages at any instant.
+        self.len_changes.fetch_add(1, Ordering::Release);
+        self.len.store(new_len, Ordering::Release);
+        if let Err(err) = ftruncate(&self.file, new_len) {
+            // The file kept its length (or, at worst, shrank part way): restore the
+            // length the file still covers.
+            if let Ok(meta) = self.file.metadata() {
+                self.len.store(old.min(meta.len()), Ordering::Release);
+            }
+            return Err(RegionError::Io {
+                op: RegionOp::Truncate,
+                code: err.raw_os_error(),
+            });
+        }
+        Ok(new_len)
+    }
+
+    /// Maps the file again with a new reservation (at least the current length); returns
+    /// it. No `unsafe` is needed: `&mut self` proves that no view of the old map is alive,
+    /// so dropping it cannot leave a reference dangling.
+    pub(crate) fn remap(&mut self, reservation: u64) -> io::Result<u64> {
+        let bytes = reservation_bytes(reservation, self.len())?;
+        // Map first, so that on failure the old map stays in place.
+        self.map = map_file(&self.file, bytes, self.writable)?;
+        Ok(self.reservation())
+    }
+
+    /// A durability barrier for `offset .. offset + len` and for the region's length.
+    ///
+    /// If the length changed since the last `fdatasync`, this is one `fdatasync`: it
+    /// writes every dirty page of the file, the range included, and the size, which
+    /// `msync` on a range does not promise to. Otherwise it is one `msync(MS_SYNC)` of the
+    /// pages covering the range.
+    pub(crate) fn sync_range(&self, offset: u64, len: u64) -> Result<(), RegionError> {
+        // Read the length first: a grow bumps `len_changes` before publishing its length,
+        // so if this range is inside a new length, the bump is visible below.
+        let range = checked_range(offset, len, self.len())?;
+        if !self.writable {
+            return Ok(());
+        }
+        let changes = self.len_changes.load(Ordering::Acquire);
+        if self.len_synced.load(Ordering::Acquire) < changes {
+            let _sync = lock(&self.sync_lock);
+            // Another caller may have synced the length while this one waited; its
+            // `fdatasync` may have started before our bytes were written, so the range
+            // still needs its own `msync` below.
+            if self.len_synced.load(Ordering::Acquire) < changes {
+                return self.datasync();
+            }
+        }
+        self.map
+            .flush_range(range.start, range.len())
+            .map_err(|err| io_error(RegionOp::Sync, &err))
+    }
+
+    /// `fdatasync`: every byte written so far, and the length, become durable.
+    pub(crate) fn sync_all(&self) -> Result<(), RegionError> {
+        if !self.writable {
+            return Ok(());
+        }
+        self.datasync()
+    }
+
+    fn datasync(&self) -> Result<(), RegionError> {
+        let changes = self.len_changes.load(Ordering::Acquire);
+        datasync_file(&self.file).map_err(|err| RegionError::Io {
+            op: RegionOp::Sync,
+            code: err.raw_os_error(),
+        })?;
+        self.len_synced.fetch_max(changes, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn datasync_file(file: &File) -> rustix::io::Result<()> {
+    fdatasync(file)
+}
+
+/// Apple's `fsync` does not reach the medium; `F_FULLFSYNC` does.
+#[cfg(target_vendor = "apple")]
+fn datasync_file(file: &File) -> rustix::io::Result<()> {
+    rustix::fs::fcntl_fullfsync(file)
+}
+
+/// The reservation to map: at least `requested`, the file's length and one page, in whole
+/// pages, and addressable as one Rust slice (at most `isize::MAX` bytes).
+fn reservation_bytes(requested: u64, file_len: u64) -> io::Result<usize> {
+    let too_big = || {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the reservation does not fit in the address space",
+        )
+    };
+    let bytes = round_up_to_page(requested.max(file_len).max(1)).ok_or_else(too_big)?;
+    usize::try_from(bytes)
+        .ok()
+        .filter(|&n| isize::try_from(n).is_ok())
+        .ok_or_else(too_big)
+}
+
+/// Maps `reservation` bytes of `file`, `MAP_SHARED`, from offset zero. memmap2 takes the
+/// given length as is (it consults the file's size only when no length is set), so the
+/// map may extend past the end of the file. `MAP_NORESERVE` asks the kernel not to
+/// account swap for it; shared file maps are not accounted on Linux anyway, so this only
+/// matters elsewhere.
+fn map_file(file: &File, reservation: usize, writable: bool) -> io::Result<MmapRaw> {
+    let mut options = MmapOptions::new();
+    options.len(reservation).no_reserve_swap();
+    if writable {
+        options.map_raw(file)
+    } else {
+        options.map_raw_read_only(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_a_reservation_larger_than_the_file() {
+        let file = tempfile::tempfile().unwrap();
+        file.set_len(page_size()).unwrap();
+        let map = MappedFile::open(file, 1 << 40, true).unwrap();
+        assert_eq!(map.reservation(), 1 << 40);
+        assert_eq!(map.len(), page_size());
+        // SAFETY: no views alive, single thread.
+        unsafe { map.write(10, b"abc").unwrap() };
+        assert_eq!(map.view(10, 3).unwrap(), b"abc");
+        // Past the file's end the reservation is mapped but refused, never touched.
+        assert!(matches!(
+            map.view(page_size(), 1),
+            Err(RegionError::OutOfBounds { .. })
+        ));
+    }
+
+    #[test]
+    fn extend_refuses_a_length_the_file_does_not_have() {
+        let file = tempfile::tempfile().unwrap();
+        let map = MappedFile::open(file, 1 << 20, true).unwrap();
+        // `allocate` claims a length without extending the file: not published.
+        assert!(matches!(
+            map.extend(|_, _| Ok(4096)),
+            Err(RegionError::Io {
+                op: RegionOp::Grow,
+                ..
+            })
+        ));
+        assert_eq!(map.len(), 0);
+        // Nor beyond the reservation, even if the file is that long.
+        let grown = map.extend(|file, _| {
+            file.set_len(2 << 20).unwrap();
+            Ok(2 << 20)
+        });
+        assert!(grown.is_err());
+        assert_eq!(map.len(), 0);
+        assert_eq!(map.file.metadata().unwrap().len(), 0, "file cut back");
+    }
+
+    #[test]
+    fn reservation_is_whole_pages_and_covers_the_file() {
+        let page = page_size();
+        assert_eq!(reservation_bytes(0, 0).unwrap() as u64, page);
+        assert_eq!(reservation_bytes(page + 1, 0).unwrap() as u64, 2 * page);
+        assert_eq!(reservation_bytes(page, 3 * page).unwrap() as u64, 3 * page);
+        assert!(reservation_bytes(u64::MAX, 0).is_err());
+    }
+}
