@@ -18,3 +18,8 @@ mod mmap;
 pub use error::OpenError;
 pub use file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
 pub use hamtdb_core::*;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
