@@ -4,7 +4,9 @@
 use alloc::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
 use alloc::vec::Vec;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicU64, Ordering};
+// usize, not u64: 32-bit microcontrollers have no 64-bit atomics, and the length never
+// exceeds the capacity, a usize.
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::raw::RawBytes;
 use super::{Region, RegionError, RegionOp, checked_range};
@@ -38,7 +40,7 @@ pub const DEFAULT_VEC_CAPACITY: usize = 64 << 20;
 /// ```
 pub struct VecRegion {
     bytes: RawBytes,
-    len: AtomicU64,
+    len: AtomicUsize,
 }
 
 impl VecRegion {
@@ -78,7 +80,7 @@ impl VecRegion {
         let bytes = unsafe { RawBytes::new(ptr, capacity) };
         Ok(VecRegion {
             bytes,
-            len: AtomicU64::new(0),
+            len: AtomicUsize::new(0),
         })
     }
 
@@ -89,13 +91,13 @@ impl VecRegion {
         // SAFETY: the region was just made: no views exist and no other thread has it.
         let copied = unsafe { region.bytes.write(0, image) };
         debug_assert!(copied, "capacity is at least the image length");
-        region.len.store(image.len() as u64, Ordering::Release);
+        region.len.store(image.len(), Ordering::Release);
         region
     }
 
     /// A copy of the region's current bytes.
     pub fn to_vec(&self) -> Vec<u8> {
-        let len = self.len.load(Ordering::Acquire);
+        let len = self.len.load(Ordering::Acquire) as u64;
         match checked_range(0, len, len)
             .ok()
             .and_then(|r| self.bytes.view(r))
@@ -145,7 +147,7 @@ impl core::fmt::Debug for VecRegion {
 // length, which never exceeds the capacity; (3) `write` copies exactly `data`.
 unsafe impl Region for VecRegion {
     fn len(&self) -> u64 {
-        self.len.load(Ordering::Acquire)
+        self.len.load(Ordering::Acquire) as u64
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
@@ -179,7 +181,9 @@ unsafe impl Region for VecRegion {
         }
         // Bytes beyond the length are zero (allocated zeroed, and `truncate` zeroes what it
         // releases), so growing is only a matter of publishing the new length.
-        Ok(self.len.fetch_max(min_len, Ordering::AcqRel).max(min_len))
+        // Fits: min_len <= capacity, a usize.
+        let min_len = min_len as usize;
+        Ok(self.len.fetch_max(min_len, Ordering::AcqRel).max(min_len) as u64)
     }
 
     unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
@@ -188,7 +192,8 @@ unsafe impl Region for VecRegion {
             return Ok(old);
         }
         let range = checked_range(new_len, old - new_len, old)?;
-        self.len.store(new_len, Ordering::Release);
+        // Fits: new_len < old length <= capacity, a usize.
+        self.len.store(new_len as usize, Ordering::Release);
         // SAFETY: the caller guarantees that no view of the released bytes is alive and
         // that no other thread uses the region during this call.
         let zeroed = unsafe { self.bytes.zero(range) };

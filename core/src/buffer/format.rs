@@ -1,0 +1,434 @@
+//! Byte layouts of the region's meta slots and entry headers, mirroring docs/FORMAT.md.
+//!
+//! ```text
+//! region:  [meta slot 0 | meta slot 1 | entry | entry | ... | used_end ... len)
+//!           0             512           1024
+//! entry:   [checksum u32 | kind u8 | status u8 | 0u16 | capacity u32 | len u32 |
+//!           txid u64 | id u64 | payload (len) | slack]
+//! ```
+//!
+//! Every integer is little-endian and read with `from_le_bytes` from a checked slice, so
+//! the layout is the same on every host and unaligned offsets are fine.
+
+use core::ops::Range;
+
+use crate::Error;
+use crate::hash::murmur3_x86_32;
+
+/// Current format version, written into every meta slot.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Where each meta slot starts.
+pub const META_SLOT_OFFSETS: [u64; 2] = [0, 512];
+/// Bytes of a meta slot that carry fields (the rest of its 512-byte sector is zero).
+pub const META_LEN: usize = 256;
+/// First byte of the data area: entries start here.
+pub const DATA_START: u64 = 1024;
+/// Entries start at multiples of this, and capacities are multiples of it.
+pub const ENTRY_ALIGN: u64 = 8;
+
+// Meta slot fields, each defined from the previous one.
+pub(crate) const META_MAGIC: Range<usize> = 0..8;
+pub(crate) const META_VERSION: Range<usize> = META_MAGIC.end..META_MAGIC.end + 4;
+pub(crate) const META_KIND: Range<usize> = META_VERSION.end..META_VERSION.end + 4;
+pub(crate) const META_TXID: Range<usize> = META_KIND.end..META_KIND.end + 8;
+pub(crate) const META_ROOT: Range<usize> = META_TXID.end..META_TXID.end + 8;
+pub(crate) const META_USED_END: Range<usize> = META_ROOT.end..META_ROOT.end + 8;
+pub(crate) const META_COUNT: Range<usize> = META_USED_END.end..META_USED_END.end + 8;
+pub(crate) const META_NEXT_ID: Range<usize> = META_COUNT.end..META_COUNT.end + 8;
+pub(crate) const META_REMOVED_COUNT: Range<usize> = META_NEXT_ID.end..META_NEXT_ID.end + 8;
+pub(crate) const META_REMOVED_BYTES: Range<usize> =
+    META_REMOVED_COUNT.end..META_REMOVED_COUNT.end + 8;
+pub(crate) const META_DURABLE_BASE: Range<usize> =
+    META_REMOVED_BYTES.end..META_REMOVED_BYTES.end + 8;
+pub(crate) const META_NEW_COUNT: Range<usize> = META_DURABLE_BASE.end..META_DURABLE_BASE.end + 8;
+pub(crate) const META_NEW_DIGEST: Range<usize> = META_NEW_COUNT.end..META_NEW_COUNT.end + 8;
+pub(crate) const META_SEED: Range<usize> = META_NEW_DIGEST.end..META_NEW_DIGEST.end + 8;
+pub(crate) const META_FREE_ROOT: Range<usize> = META_SEED.end..META_SEED.end + 8;
+pub(crate) const META_HEIGHT: Range<usize> = META_FREE_ROOT.end..META_FREE_ROOT.end + 4;
+pub(crate) const META_EXTENSION: Range<usize> = META_HEIGHT.end..META_HEIGHT.end + 4;
+pub(crate) const META_SPACE_PERCENT: usize = META_EXTENSION.end;
+pub(crate) const META_INTERVAL: Range<usize> = 124..128;
+pub(crate) const META_SPACE_MIN: Range<usize> = META_INTERVAL.end..META_INTERVAL.end + 8;
+pub(crate) const META_LAST_COMPACT: Range<usize> = META_SPACE_MIN.end..META_SPACE_MIN.end + 8;
+pub(crate) const META_LIVE_BYTES: Range<usize> = META_LAST_COMPACT.end..META_LAST_COMPACT.end + 8;
+pub(crate) const META_CHECKSUM: Range<usize> = 252..256;
+
+/// Magic bytes that open every meta slot.
+pub const META_MAGIC_BYTES: [u8; 8] = *b"hamtdbMS";
+/// Seed of the meta slot checksum ("META").
+pub(crate) const META_CHECKSUM_SEED: u32 = 0x4154_454d;
+
+/// Structure kept in a region, recorded in its meta slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum StructureKind {
+    /// The entry buffer's record store.
+    Buffer = 1,
+    /// The HAMT map.
+    Map = 2,
+}
+
+impl StructureKind {
+    fn from_u32(v: u32) -> Option<Self> {
+        match v {
+            1 => Some(StructureKind::Buffer),
+            2 => Some(StructureKind::Map),
+            _ => None,
+        }
+    }
+}
+
+/// The decoded fields of a meta slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Meta {
+    pub(crate) kind: StructureKind,
+    pub(crate) txid: u64,
+    pub(crate) root: u64,
+    pub(crate) used_end: u64,
+    pub(crate) count: u64,
+    pub(crate) next_id: u64,
+    pub(crate) removed_count: u64,
+    pub(crate) removed_bytes: u64,
+    pub(crate) durable_base: u64,
+    pub(crate) new_count: u64,
+    pub(crate) new_digest: u64,
+    pub(crate) seed: u64,
+    pub(crate) height: u32,
+    pub(crate) extension: u32,
+    pub(crate) space_percent: u8,
+    pub(crate) interval_secs: u32,
+    pub(crate) space_min_bytes: u64,
+    pub(crate) last_compact_secs: u64,
+    pub(crate) live_bytes: u64,
+}
+
+pub(crate) fn get_u32(bytes: &[u8], r: Range<usize>) -> u32 {
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&bytes[r]);
+    u32::from_le_bytes(b)
+}
+
+pub(crate) fn get_u64(bytes: &[u8], r: Range<usize>) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&bytes[r]);
+    u64::from_le_bytes(b)
+}
+
+fn put_u32(bytes: &mut [u8], r: Range<usize>, v: u32) {
+    bytes[r].copy_from_slice(&v.to_le_bytes());
+}
+
+fn put_u64(bytes: &mut [u8], r: Range<usize>, v: u64) {
+    bytes[r].copy_from_slice(&v.to_le_bytes());
+}
+
+/// Why a meta slot was not taken, when it was not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MetaProblem {
+    /// No magic: never written, or overwritten by something else.
+    Blank,
+    /// Magic present but the checksum fails: a torn or damaged slot.
+    BadChecksum,
+    /// A valid slot of a version this build does not read.
+    Version(u32),
+    /// A valid slot of an unknown structure kind.
+    Kind(u32),
+}
+
+impl Meta {
+    /// Encodes the slot, checksum included.
+    pub(crate) fn encode(&self) -> [u8; META_LEN] {
+        let mut b = [0u8; META_LEN];
+        b[META_MAGIC].copy_from_slice(&META_MAGIC_BYTES);
+        put_u32(&mut b, META_VERSION, FORMAT_VERSION);
+        put_u32(&mut b, META_KIND, self.kind as u32);
+        put_u64(&mut b, META_TXID, self.txid);
+        put_u64(&mut b, META_ROOT, self.root);
+        put_u64(&mut b, META_USED_END, self.used_end);
+        put_u64(&mut b, META_COUNT, self.count);
+        put_u64(&mut b, META_NEXT_ID, self.next_id);
+        put_u64(&mut b, META_REMOVED_COUNT, self.removed_count);
+        put_u64(&mut b, META_REMOVED_BYTES, self.removed_bytes);
+        put_u64(&mut b, META_DURABLE_BASE, self.durable_base);
+        put_u64(&mut b, META_NEW_COUNT, self.new_count);
+        put_u64(&mut b, META_NEW_DIGEST, self.new_digest);
+        put_u64(&mut b, META_SEED, self.seed);
+        put_u64(&mut b, META_FREE_ROOT, 0);
+        put_u32(&mut b, META_HEIGHT, self.height);
+        put_u32(&mut b, META_EXTENSION, self.extension);
+        b[META_SPACE_PERCENT] = self.space_percent;
+        put_u32(&mut b, META_INTERVAL, self.interval_secs);
+        put_u64(&mut b, META_SPACE_MIN, self.space_min_bytes);
+        put_u64(&mut b, META_LAST_COMPACT, self.last_compact_secs);
+        put_u64(&mut b, META_LIVE_BYTES, self.live_bytes);
+        let sum = murmur3_x86_32(&b[..META_CHECKSUM.start], META_CHECKSUM_SEED);
+        put_u32(&mut b, META_CHECKSUM, sum);
+        b
+    }
+
+    /// Decodes a slot; the caller reports problems with the slot's offset.
+    pub(crate) fn decode(b: &[u8; META_LEN]) -> Result<Meta, MetaProblem> {
+        if b[META_MAGIC] != META_MAGIC_BYTES {
+            return Err(MetaProblem::Blank);
+        }
+        let sum = murmur3_x86_32(&b[..META_CHECKSUM.start], META_CHECKSUM_SEED);
+        if sum != get_u32(b, META_CHECKSUM) {
+            return Err(MetaProblem::BadChecksum);
+        }
+        let version = get_u32(b, META_VERSION);
+        if version != FORMAT_VERSION {
+            return Err(MetaProblem::Version(version));
+        }
+        let kind_raw = get_u32(b, META_KIND);
+        let kind = StructureKind::from_u32(kind_raw).ok_or(MetaProblem::Kind(kind_raw))?;
+        Ok(Meta {
+            kind,
+            txid: get_u64(b, META_TXID),
+            root: get_u64(b, META_ROOT),
+            used_end: get_u64(b, META_USED_END),
+            count: get_u64(b, META_COUNT),
+            next_id: get_u64(b, META_NEXT_ID),
+            removed_count: get_u64(b, META_REMOVED_COUNT),
+            removed_bytes: get_u64(b, META_REMOVED_BYTES),
+            durable_base: get_u64(b, META_DURABLE_BASE),
+            new_count: get_u64(b, META_NEW_COUNT),
+            new_digest: get_u64(b, META_NEW_DIGEST),
+            seed: get_u64(b, META_SEED),
+            height: get_u32(b, META_HEIGHT),
+            extension: get_u32(b, META_EXTENSION),
+            space_percent: b[META_SPACE_PERCENT],
+            interval_secs: get_u32(b, META_INTERVAL),
+            space_min_bytes: get_u64(b, META_SPACE_MIN),
+            last_compact_secs: get_u64(b, META_LAST_COMPACT),
+            live_bytes: get_u64(b, META_LIVE_BYTES),
+        })
+    }
+}
+
+// Entry header fields.
+pub(crate) const ENTRY_CHECKSUM: Range<usize> = 0..4;
+pub(crate) const ENTRY_KIND: usize = ENTRY_CHECKSUM.end;
+pub(crate) const ENTRY_STATUS: usize = ENTRY_KIND + 1;
+pub(crate) const ENTRY_RESERVED: Range<usize> = ENTRY_STATUS + 1..ENTRY_STATUS + 3;
+pub(crate) const ENTRY_CAPACITY: Range<usize> = ENTRY_RESERVED.end..ENTRY_RESERVED.end + 4;
+pub(crate) const ENTRY_LEN: Range<usize> = ENTRY_CAPACITY.end..ENTRY_CAPACITY.end + 4;
+pub(crate) const ENTRY_TXID: Range<usize> = ENTRY_LEN.end..ENTRY_LEN.end + 8;
+pub(crate) const ENTRY_ID: Range<usize> = ENTRY_TXID.end..ENTRY_TXID.end + 8;
+/// Bytes of an entry header.
+pub const HEADER_LEN: usize = ENTRY_ID.end;
+/// Largest capacity an entry can have (its field is a `u32`, rounded to [`ENTRY_ALIGN`]).
+pub const MAX_CAPACITY: u64 = (u32::MAX as u64) & !(ENTRY_ALIGN - 1);
+/// Largest payload an entry can hold.
+pub const MAX_PAYLOAD: u64 = MAX_CAPACITY - HEADER_LEN as u64;
+
+/// The status byte of a live entry.
+pub(crate) const STATUS_LIVE: u8 = 0x01;
+
+/// What an entry holds, from its kind byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EntryKind {
+    /// A buffer record.
+    Record = 0x01,
+    /// A node of the buffer's id tree.
+    IdNode = 0x02,
+}
+
+impl EntryKind {
+    pub(crate) fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            0x01 => Some(EntryKind::Record),
+            0x02 => Some(EntryKind::IdNode),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded entry header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EntryHeader {
+    pub(crate) checksum: u32,
+    pub(crate) kind: EntryKind,
+    pub(crate) capacity: u32,
+    pub(crate) len: u32,
+    pub(crate) txid: u64,
+    pub(crate) id: u64,
+}
+
+impl EntryHeader {
+    /// Encodes the header with a zero checksum; [`seal_checksum`] fills it in.
+    pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
+        let mut b = [0u8; HEADER_LEN];
+        put_u32(&mut b, ENTRY_CHECKSUM, self.checksum);
+        b[ENTRY_KIND] = self.kind as u8;
+        b[ENTRY_STATUS] = STATUS_LIVE;
+        put_u32(&mut b, ENTRY_CAPACITY, self.capacity);
+        put_u32(&mut b, ENTRY_LEN, self.len);
+        put_u64(&mut b, ENTRY_TXID, self.txid);
+        put_u64(&mut b, ENTRY_ID, self.id);
+        b
+    }
+
+    /// Decodes and sanity-checks a header read at `offset` (not the checksum: that needs
+    /// the payload). `region_end` bounds the entry.
+    pub(crate) fn decode(b: &[u8], offset: u64, region_end: u64) -> Result<Self, Error> {
+        if b.len() < HEADER_LEN {
+            return Err(Error::corrupted(offset, "entry header cut short"));
+        }
+        let kind = EntryKind::from_u8(b[ENTRY_KIND])
+            .ok_or(Error::corrupted(offset, "unknown entry kind"))?;
+        if b[ENTRY_STATUS] != STATUS_LIVE || b[ENTRY_RESERVED] != [0, 0] {
+            return Err(Error::corrupted(offset, "bad entry status"));
+        }
+        let capacity = get_u32(b, ENTRY_CAPACITY);
+        let len = get_u32(b, ENTRY_LEN);
+        let cap64 = u64::from(capacity);
+        if cap64 < HEADER_LEN as u64 || cap64 % ENTRY_ALIGN != 0 {
+            return Err(Error::corrupted(offset, "bad entry capacity"));
+        }
+        if u64::from(len) > cap64 - HEADER_LEN as u64 {
+            return Err(Error::corrupted(offset, "entry length exceeds capacity"));
+        }
+        if offset.checked_add(cap64).is_none_or(|end| end > region_end) {
+            return Err(Error::corrupted(offset, "entry runs past the used end"));
+        }
+        Ok(EntryHeader {
+            checksum: get_u32(b, ENTRY_CHECKSUM),
+            kind,
+            capacity,
+            len,
+            txid: get_u64(b, ENTRY_TXID),
+            id: get_u64(b, ENTRY_ID),
+        })
+    }
+}
+
+/// The checksum seed of the entry at `offset` in a database with `seed`.
+pub(crate) fn entry_seed(seed: u64, offset: u64) -> u32 {
+    let x = seed ^ offset.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x as u32) ^ ((x >> 32) as u32)
+}
+
+/// The checksum of an entry whose header and payload are `bytes` (checksum field
+/// included but not covered).
+pub(crate) fn entry_checksum(seed: u64, offset: u64, bytes: &[u8]) -> u32 {
+    murmur3_x86_32(&bytes[ENTRY_CHECKSUM.end..], entry_seed(seed, offset))
+}
+
+/// MurmurHash3's 64-bit finalizer.
+pub(crate) fn fmix64(mut k: u64) -> u64 {
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    k ^= k >> 33;
+    k = k.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    k ^ (k >> 33)
+}
+
+/// An entry's term in a meta slot's `new_digest`.
+pub(crate) fn digest_term(offset: u64, checksum: u32) -> u64 {
+    fmix64(offset.rotate_left(32) ^ u64::from(checksum))
+}
+
+/// Rounds `n` up to a multiple of [`ENTRY_ALIGN`], or `None` on overflow.
+pub(crate) fn align_up(n: u64) -> Option<u64> {
+    Some(n.checked_add(ENTRY_ALIGN - 1)? & !(ENTRY_ALIGN - 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_meta() -> Meta {
+        Meta {
+            kind: StructureKind::Buffer,
+            txid: 7,
+            root: 1024,
+            used_end: 4096,
+            count: 3,
+            next_id: 4,
+            removed_count: 1,
+            removed_bytes: 64,
+            durable_base: 6,
+            new_count: 2,
+            new_digest: 0xdead_beef,
+            seed: 42,
+            height: 1,
+            extension: 65536,
+            space_percent: 50,
+            interval_secs: 60,
+            space_min_bytes: 4096,
+            last_compact_secs: 9,
+            live_bytes: 100,
+        }
+    }
+
+    #[test]
+    fn meta_round_trips_and_detects_damage() {
+        let meta = sample_meta();
+        let bytes = meta.encode();
+        assert_eq!(Meta::decode(&bytes), Ok(meta));
+        for i in 0..META_LEN {
+            let mut damaged = bytes;
+            damaged[i] ^= 0x40;
+            assert!(Meta::decode(&damaged).is_err(), "flip at byte {i} accepted");
+        }
+        assert_eq!(Meta::decode(&[0; META_LEN]), Err(MetaProblem::Blank));
+    }
+
+    #[test]
+    fn meta_layout_is_pinned() {
+        // The field offsets are a contract with every image ever written.
+        assert_eq!(META_SEED, 96..104);
+        assert_eq!(META_HEIGHT, 112..116);
+        assert_eq!(META_SPACE_PERCENT, 120);
+        assert_eq!(META_LAST_COMPACT, 136..144);
+        assert_eq!(HEADER_LEN, 32);
+        assert_eq!(ENTRY_ID, 24..32);
+        let bytes = sample_meta().encode();
+        assert_eq!(&bytes[..8], b"hamtdbMS");
+        assert_eq!(bytes[META_TXID], 7u64.to_le_bytes());
+    }
+
+    #[test]
+    fn header_decode_rejects_nonsense() {
+        let header = EntryHeader {
+            checksum: 0,
+            kind: EntryKind::Record,
+            capacity: 64,
+            len: 32,
+            txid: 1,
+            id: 1,
+        };
+        let good = header.encode();
+        assert_eq!(EntryHeader::decode(&good, 1024, 2048), Ok(header));
+        let bad = |mutate: fn(&mut [u8; HEADER_LEN])| {
+            let mut b = good;
+            mutate(&mut b);
+            EntryHeader::decode(&b, 1024, 2048).is_err()
+        };
+        assert!(bad(|b| b[ENTRY_KIND] = 0));
+        assert!(bad(|b| b[ENTRY_STATUS] = 0));
+        assert!(bad(
+            |b| b[ENTRY_CAPACITY].copy_from_slice(&20u32.to_le_bytes())
+        ));
+        assert!(bad(
+            |b| b[ENTRY_CAPACITY].copy_from_slice(&65u32.to_le_bytes())
+        ));
+        assert!(bad(|b| b[ENTRY_LEN].copy_from_slice(&33u32.to_le_bytes())));
+        assert!(
+            EntryHeader::decode(&good, 2000, 2048).is_err(),
+            "past the end"
+        );
+        assert!(EntryHeader::decode(&good, u64::MAX - 8, u64::MAX).is_err());
+    }
+
+    #[test]
+    fn checksum_depends_on_offset_and_seed() {
+        let bytes = [1u8; 40];
+        let a = entry_checksum(1, 1024, &bytes);
+        assert_ne!(a, entry_checksum(1, 1032, &bytes));
+        assert_ne!(a, entry_checksum(2, 1024, &bytes));
+        assert_eq!(a, entry_checksum(1, 1024, &bytes));
+    }
+}

@@ -1,0 +1,244 @@
+//! The free-space map: extents of the data area that hold nothing reachable.
+//!
+//! Extents are kept coalesced, by address, and indexed by size class so that an
+//! allocation takes the **lowest** address that fits: live data then drifts towards the
+//! start of the region, which is what lets compaction cut the tail.
+
+use alloc::collections::{BTreeMap, BTreeSet};
+
+/// Size classes: class `c` holds extents of `2^c .. 2^(c+1)` bytes.
+const CLASSES: usize = 64;
+/// How many too-small extents of the exact class an allocation looks at before it
+/// settles for a larger class.
+const EXACT_CLASS_PROBES: usize = 8;
+
+fn class_of(len: u64) -> usize {
+    (63 - len.max(1).leading_zeros()) as usize
+}
+
+/// Free extents of the data area.
+#[derive(Debug, Clone)]
+pub(crate) struct FreeMap {
+    by_offset: BTreeMap<u64, u64>,
+    by_class: [BTreeSet<u64>; CLASSES],
+    total: u64,
+}
+
+impl Default for FreeMap {
+    fn default() -> Self {
+        FreeMap {
+            by_offset: BTreeMap::new(),
+            by_class: core::array::from_fn(|_| BTreeSet::new()),
+            total: 0,
+        }
+    }
+}
+
+impl FreeMap {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Total free bytes.
+    pub(crate) fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The extent that ends exactly at `end`, if any.
+    pub(crate) fn extent_ending_at(&self, end: u64) -> Option<(u64, u64)> {
+        let (&off, &len) = self.by_offset.range(..end).next_back()?;
+        (off + len == end).then_some((off, len))
+    }
+
+    fn insert_raw(&mut self, off: u64, len: u64) {
+        self.by_offset.insert(off, len);
+        self.by_class[class_of(len)].insert(off);
+    }
+
+    fn remove_raw(&mut self, off: u64, len: u64) {
+        self.by_offset.remove(&off);
+        self.by_class[class_of(len)].remove(&off);
+    }
+
+    /// Returns `off .. off + len` to the map, merging with neighbours. The range must not
+    /// overlap a free extent (the callers free each entry once).
+    pub(crate) fn release(&mut self, mut off: u64, mut len: u64) {
+        if len == 0 {
+            return;
+        }
+        debug_assert!(!self.overlaps(off, len), "double free of {off}+{len}");
+        self.total += len;
+        if let Some((p_off, p_len)) = self.extent_ending_at(off) {
+            self.remove_raw(p_off, p_len);
+            off = p_off;
+            len += p_len;
+        }
+        if let Some(&n_len) = self.by_offset.get(&(off + len)) {
+            self.remove_raw(off + len, n_len);
+            len += n_len;
+        }
+        self.insert_raw(off, len);
+    }
+
+    /// Whether any byte of `off .. off + len` is free.
+    pub(crate) fn overlaps(&self, off: u64, len: u64) -> bool {
+        let end = off + len;
+        if let Some((&p, &pl)) = self.by_offset.range(..=off).next_back()
+            && p + pl > off
+        {
+            return true;
+        }
+        self.by_offset.range(off..end).next().is_some()
+    }
+
+    /// Takes `len` bytes at the lowest address that fits, if any extent does.
+    pub(crate) fn allocate(&mut self, len: u64) -> Option<u64> {
+        let off = self.peek(len)?;
+        let ext_len = self.by_offset[&off];
+        self.remove_raw(off, ext_len);
+        self.total -= len;
+        if ext_len > len {
+            self.insert_raw(off + len, ext_len - len);
+        }
+        Some(off)
+    }
+
+    /// Where [`allocate`](Self::allocate) would put `len` bytes, without taking them.
+    pub(crate) fn peek(&self, len: u64) -> Option<u64> {
+        let class = class_of(len);
+        let mut best: Option<u64> = None;
+        // The exact class may hold extents too small; look at a few of the lowest.
+        for &off in self.by_class[class].iter().take(EXACT_CLASS_PROBES) {
+            if self.by_offset[&off] >= len {
+                best = Some(off);
+                break;
+            }
+        }
+        for set in &self.by_class[class + 1..] {
+            if let Some(&off) = set.first()
+                && best.is_none_or(|b| off < b)
+            {
+                best = Some(off);
+            }
+        }
+        best
+    }
+
+    /// Takes exactly `off .. off + len`, which must lie inside one free extent.
+    #[cfg(test)]
+    pub(crate) fn take(&mut self, off: u64, len: u64) -> bool {
+        let Some((&e_off, &e_len)) = self.by_offset.range(..=off).next_back() else {
+            return false;
+        };
+        if e_off + e_len < off + len {
+            return false;
+        }
+        self.remove_raw(e_off, e_len);
+        self.total -= len;
+        if off > e_off {
+            self.insert_raw(e_off, off - e_off);
+        }
+        if e_off + e_len > off + len {
+            self.insert_raw(off + len, e_off + e_len - off - len);
+        }
+        true
+    }
+
+    /// Drops every free byte at or above `end` (the data area was cut there).
+    pub(crate) fn cut_at(&mut self, end: u64) {
+        while let Some((&off, &len)) = self.by_offset.iter().next_back() {
+            if off + len <= end {
+                break;
+            }
+            self.remove_raw(off, len);
+            self.total -= len;
+            if off < end {
+                self.insert_raw(off, end - off);
+                self.total += end - off;
+                break;
+            }
+        }
+    }
+
+    /// Free extents in address order.
+    #[cfg(test)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.by_offset.iter().map(|(&o, &l)| (o, l))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn allocates_lowest_fitting_address_and_coalesces() {
+        let mut free = FreeMap::new();
+        free.release(1000, 64);
+        free.release(2000, 512);
+        free.release(5000, 32);
+        assert_eq!(free.total(), 608);
+        // 32 fits at 1000 (lowest), not at 5000.
+        assert_eq!(free.allocate(32), Some(1000));
+        // 100 only fits at 2000.
+        assert_eq!(free.allocate(100), Some(2000));
+        assert_eq!(free.allocate(1000), None);
+        free.release(1000, 32);
+        // 1000..1032 merges with the remaining 1032..1064.
+        assert_eq!(free.iter().collect::<Vec<_>>()[0], (1000, 64));
+        free.release(2000, 100);
+        assert_eq!(free.extent_ending_at(2512), Some((2000, 512)));
+        assert_eq!(free.total(), 64 + 512 + 32);
+    }
+
+    #[test]
+    fn take_and_cut() {
+        let mut free = FreeMap::new();
+        free.release(0, 100);
+        assert!(free.take(40, 20));
+        assert_eq!(free.iter().collect::<Vec<_>>(), [(0, 40), (60, 40)]);
+        assert!(!free.take(30, 20), "overlaps an allocated byte");
+        free.cut_at(70);
+        assert_eq!(free.iter().collect::<Vec<_>>(), [(0, 40), (60, 10)]);
+        assert_eq!(free.total(), 50);
+        assert!(free.overlaps(65, 10));
+        assert!(!free.overlaps(40, 20));
+    }
+
+    #[test]
+    fn matches_a_byte_model_under_random_use() {
+        // A tiny LCG keeps this deterministic without a dependency.
+        let mut state = 0x1234_5678u64;
+        let mut next = |m: u64| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (state >> 33) % m
+        };
+        let mut free = FreeMap::new();
+        let mut model = [true; 512];
+        free.release(0, 512);
+        let mut live: Vec<(u64, u64)> = Vec::new();
+        for _ in 0..2000 {
+            if next(2) == 0 {
+                let len = next(40) + 1;
+                if let Some(off) = free.allocate(len) {
+                    for b in &mut model[off as usize..(off + len) as usize] {
+                        assert!(*b, "allocated a byte that was not free");
+                        *b = false;
+                    }
+                    live.push((off, len));
+                } else {
+                    // A refusal is only allowed when no extent of a larger class exists.
+                    assert!(free.iter().all(|(_, l)| class_of(l) <= class_of(len)));
+                }
+            } else if !live.is_empty() {
+                let (off, len) = live.swap_remove(next(live.len() as u64) as usize);
+                free.release(off, len);
+                for b in &mut model[off as usize..(off + len) as usize] {
+                    *b = true;
+                }
+            }
+            assert_eq!(free.total(), model.iter().filter(|&&f| f).count() as u64);
+        }
+    }
+}

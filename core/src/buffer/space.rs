@@ -1,0 +1,648 @@
+//! `Space`: entries, allocation and commits over one region.
+//!
+//! This is the part of the buffer that both the record store and the map stand on. It
+//! hands out entries from free space, lets the running transaction write only into
+//! entries it allocated itself, and publishes a transaction by sealing its entries'
+//! checksums and writing a meta slot — never the slot of the last durable commit. A
+//! durable commit is one `sync` over `0 .. used_end`; the meta's digest of everything
+//! written since the last durable commit lets `open` tell a complete commit from a torn
+//! one (docs/FORMAT.md, "Commits and recovery").
+//!
+//! Space freed by a commit is "pending" until a later commit is durable (a crash could
+//! fall back to a state that still needs it) and no open snapshot is older; then it
+//! returns to the free map. On open the free map is rebuilt by walking everything the
+//! chosen root reaches.
+#![allow(unsafe_code)]
+
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::format::{
+    DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_CAPACITY, META_LEN, META_SLOT_OFFSETS,
+    Meta, MetaProblem, StructureKind, digest_term, entry_checksum,
+};
+use super::free::FreeMap;
+use crate::{Error, Region, RegionError};
+
+/// When a commit becomes durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Synced before `commit` returns: one `sync` over the written range.
+    #[default]
+    Immediate,
+    /// Durable after the next explicit `sync`/flush (or a later `Immediate` commit);
+    /// until then a crash returns to the last durable commit.
+    Eventual,
+    /// Like `Eventual`; the name says the caller does not intend to sync soon.
+    None,
+}
+
+/// How a structure on top of `Space` names the entries an entry points to. Used by the
+/// recovery walk and the free-space rebuild.
+pub(crate) trait Walker {
+    /// Pushes onto `out` the offsets of the entries that the entry at `offset`, with
+    /// `header` and `payload`, points to. Malformed payloads are `Corrupted` errors.
+    fn children(
+        &self,
+        offset: u64,
+        header: &EntryHeader,
+        payload: &[u8],
+        out: &mut Vec<u64>,
+    ) -> Result<(), Error>;
+}
+
+/// Changes of the running transaction, undone by `abort`.
+#[derive(Debug, Default)]
+struct Txn {
+    /// Entries allocated by this transaction and still allocated: offset → capacity.
+    allocs: BTreeMap<u64, u64>,
+    /// Entries this transaction wrote and must seal (checksum) at commit.
+    dirty: BTreeSet<u64>,
+    /// Committed entries this transaction freed: (offset, capacity, digest term if the
+    /// entry was written after the durable base).
+    frees: Vec<(u64, u64, Option<u64>)>,
+    /// `used_end` when the transaction began.
+    start_used_end: u64,
+}
+
+/// Entries and commits over a region.
+pub(crate) struct Space<R: Region> {
+    region: R,
+    /// The last published commit.
+    committed: Meta,
+    committed_slot: usize,
+    /// The last commit known durable, and its slot (never overwritten).
+    durable_txid: u64,
+    durable_slot: usize,
+    /// Entries reachable from `committed.root` with txid above `durable_txid`.
+    base_count: u64,
+    base_digest: u64,
+    free: FreeMap,
+    /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
+    pending: VecDeque<(u64, u64, u64)>,
+    /// Snapshots still open, by txid (the oldest bounds reuse).
+    readers: BTreeMap<u64, usize>,
+    used_end: u64,
+    txn: Txn,
+}
+
+/// Reads meta slot `slot`.
+fn read_slot<R: Region>(region: &R, slot: usize) -> Result<Result<Meta, MetaProblem>, Error> {
+    let mut bytes = [0u8; META_LEN];
+    region.read(META_SLOT_OFFSETS[slot], &mut bytes)?;
+    Ok(Meta::decode(&bytes))
+}
+
+impl<R: Region> Space<R> {
+    /// Formats `region` for a new structure: zeroes slot 1, writes `meta` (txid 1, no
+    /// root) into slot 0, and syncs.
+    pub(crate) fn create(region: R, mut meta: Meta) -> Result<Self, Error> {
+        if region.len() < DATA_START {
+            region.grow(DATA_START)?;
+        }
+        meta.txid = 1;
+        meta.root = 0;
+        meta.used_end = DATA_START;
+        meta.durable_base = 0;
+        meta.new_count = 0;
+        meta.new_digest = 0;
+        // SAFETY: the region was handed to us by value and no structure exists on it yet,
+        // so nothing views the meta slots; `Space` is the only writer.
+        unsafe { region.write(META_SLOT_OFFSETS[1], &[0u8; META_LEN])? };
+        // SAFETY: as above.
+        unsafe { region.write(META_SLOT_OFFSETS[0], &meta.encode())? };
+        region.sync(0, DATA_START)?;
+        let free = FreeMap::new();
+        Ok(Space {
+            region,
+            committed: meta,
+            committed_slot: 0,
+            durable_txid: 1,
+            durable_slot: 0,
+            base_count: 0,
+            base_digest: 0,
+            free,
+            pending: VecDeque::new(),
+            readers: BTreeMap::new(),
+            used_end: DATA_START,
+            txn: Txn {
+                start_used_end: DATA_START,
+                ..Txn::default()
+            },
+        })
+    }
+
+    /// Opens the structure of `kind` in `region`: picks the newest meta slot whose commit
+    /// verifies, rebuilds the free map, and makes what it found durable.
+    pub(crate) fn open(region: R, kind: StructureKind, walker: &dyn Walker) -> Result<Self, Error> {
+        let mut candidates = Vec::new();
+        let mut blank = 0;
+        let mut first_problem = None;
+        for (slot, &slot_off) in META_SLOT_OFFSETS.iter().enumerate() {
+            match read_slot(&region, slot)? {
+                Ok(meta) => candidates.push((slot, meta)),
+                Err(MetaProblem::Blank) => blank += 1,
+                Err(MetaProblem::Version(found)) => {
+                    first_problem.get_or_insert(Error::UnsupportedVersion { found });
+                }
+                Err(MetaProblem::Kind(found)) => {
+                    first_problem.get_or_insert(Error::WrongKind { found });
+                }
+                Err(MetaProblem::BadChecksum) => {
+                    first_problem
+                        .get_or_insert(Error::corrupted(slot_off, "meta slot checksum mismatch"));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return Err(match first_problem {
+                Some(e) => e,
+                None if blank == 2 => Error::NotInitialized,
+                None => Error::corrupted(0, "no valid meta slot"),
+            });
+        }
+        candidates.sort_by_key(|c| core::cmp::Reverse(c.1.txid));
+        let mut last_err = None;
+        for (slot, meta) in candidates {
+            if meta.kind != kind {
+                last_err = Some(Error::WrongKind {
+                    found: meta.kind as u32,
+                });
+                continue;
+            }
+            match Self::verify_commit(&region, &meta, META_SLOT_OFFSETS[slot], walker) {
+                Ok(()) => return Self::finish_open(region, slot, meta, walker),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.unwrap_or(Error::corrupted(0, "no usable meta slot")))
+    }
+
+    /// Checks that every entry the commit wrote since its durable base is intact.
+    fn verify_commit(
+        region: &R,
+        meta: &Meta,
+        slot_off: u64,
+        walker: &dyn Walker,
+    ) -> Result<(), Error> {
+        let len = region.len();
+        if meta.used_end < DATA_START || meta.used_end > len || !meta.used_end.is_multiple_of(8) {
+            return Err(Error::corrupted(
+                slot_off,
+                "meta used_end outside the region",
+            ));
+        }
+        if meta.durable_base >= meta.txid {
+            return Err(Error::corrupted(
+                slot_off,
+                "meta durable base not below its txid",
+            ));
+        }
+        let mut count = 0u64;
+        let mut digest = 0u64;
+        let mut stack = Vec::new();
+        let mut children = Vec::new();
+        if meta.root != 0 {
+            stack.push(meta.root);
+        }
+        // Each new entry is counted at most `new_count` times before we stop, so a cycle
+        // or shared subtree in a hostile image cannot keep this loop going.
+        while let Some(off) = stack.pop() {
+            let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, true)?;
+            if header.txid <= meta.durable_base {
+                continue;
+            }
+            if header.txid > meta.txid {
+                return Err(Error::corrupted(off, "entry written after its commit"));
+            }
+            count += 1;
+            if count > meta.new_count {
+                return Err(Error::corrupted(
+                    slot_off,
+                    "commit reaches more new entries than it wrote",
+                ));
+            }
+            digest = digest.wrapping_add(digest_term(off, header.checksum));
+            children.clear();
+            walker.children(off, &header, payload, &mut children)?;
+            stack.extend_from_slice(&children);
+        }
+        if count != meta.new_count || digest != meta.new_digest {
+            return Err(Error::corrupted(
+                slot_off,
+                "commit incomplete: digest mismatch",
+            ));
+        }
+        Ok(())
+    }
+
+    fn finish_open(region: R, slot: usize, meta: Meta, walker: &dyn Walker) -> Result<Self, Error> {
+        let free = rebuild_free_map(&region, &meta, walker)?;
+        // What we found may sit only in a page cache (a process died after an eventual
+        // commit); make it durable before anything is built on top of it.
+        match region.sync(0, meta.used_end) {
+            Ok(()) | Err(RegionError::ReadOnly) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(Space {
+            region,
+            committed: meta,
+            committed_slot: slot,
+            durable_txid: meta.txid,
+            durable_slot: slot,
+            base_count: 0,
+            base_digest: 0,
+            free,
+            pending: VecDeque::new(),
+            readers: BTreeMap::new(),
+            used_end: meta.used_end,
+            txn: Txn {
+                start_used_end: meta.used_end,
+                ..Txn::default()
+            },
+        })
+    }
+
+    // ---- reading ----
+
+    pub(crate) fn region(&self) -> &R {
+        &self.region
+    }
+
+    /// The last published commit.
+    pub(crate) fn committed(&self) -> &Meta {
+        &self.committed
+    }
+
+    /// The id of the running transaction.
+    pub(crate) fn txid(&self) -> u64 {
+        self.committed.txid + 1
+    }
+
+    pub(crate) fn seed(&self) -> u64 {
+        self.committed.seed
+    }
+
+    pub(crate) fn used_end(&self) -> u64 {
+        self.used_end
+    }
+
+    /// Reads the entry at `offset` without verifying its checksum.
+    pub(crate) fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        read_entry(&self.region, self.seed(), offset, self.used_end, false)
+    }
+
+    /// Reads the entry at `offset` and verifies its checksum (entries of the running
+    /// transaction are not sealed yet and are returned unverified).
+    pub(crate) fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        let verify = !self.txn.dirty.contains(&offset);
+        read_entry(&self.region, self.seed(), offset, self.used_end, verify)
+    }
+
+    /// Whether the entry at `offset` belongs to the running transaction (and may be
+    /// changed in place).
+    pub(crate) fn is_own(&self, offset: u64) -> bool {
+        self.txn.dirty.contains(&offset)
+    }
+
+    // ---- writing (the running transaction) ----
+
+    /// Allocates `capacity` bytes (a multiple of 8) at the lowest free address, growing
+    /// the region if no free extent fits.
+    fn alloc(&mut self, capacity: u64) -> Result<u64, Error> {
+        if let Some(off) = self.free.allocate(capacity) {
+            self.txn.allocs.insert(off, capacity);
+            return Ok(off);
+        }
+        let off = self.used_end;
+        let end = off.checked_add(capacity).ok_or(Error::TooLarge {
+            what: "region",
+            len: u64::MAX,
+            max: u64::MAX,
+        })?;
+        if end > self.region.len() {
+            self.region.grow(end)?;
+        }
+        self.used_end = end;
+        self.txn.allocs.insert(off, capacity);
+        Ok(off)
+    }
+
+    /// Writes a new entry of `kind` with `payload` and room for `capacity` bytes in all
+    /// (header included, rounded up to 8); returns its offset. The entry belongs to the
+    /// running transaction until it commits.
+    pub(crate) fn write_entry(
+        &mut self,
+        kind: EntryKind,
+        id: u64,
+        payload: &[u8],
+        capacity: u64,
+    ) -> Result<u64, Error> {
+        let min = HEADER_LEN as u64 + payload.len() as u64;
+        let capacity = super::format::align_up(capacity.max(min)).filter(|&c| c <= MAX_CAPACITY);
+        let Some(capacity) = capacity else {
+            return Err(Error::TooLarge {
+                what: "entry",
+                len: min,
+                max: MAX_CAPACITY,
+            });
+        };
+        let off = self.alloc(capacity)?;
+        let header = EntryHeader {
+            checksum: 0,
+            kind,
+            capacity: capacity as u32,
+            len: payload.len() as u32,
+            txid: self.txid(),
+            id,
+        };
+        self.txn.dirty.insert(off);
+        let written = self
+            .write_own(off, &header.encode())
+            .and_then(|()| self.write_own(off + HEADER_LEN as u64, payload));
+        if let Err(e) = written {
+            self.free_entry(off)?;
+            return Err(e);
+        }
+        Ok(off)
+    }
+
+    /// Replaces the payload of an entry of the running transaction; it must fit.
+    pub(crate) fn rewrite_own(&mut self, offset: u64, payload: &[u8]) -> Result<(), Error> {
+        let (mut header, _) = self.entry(offset)?;
+        if !self.is_own(offset)
+            || payload.len() as u64 > u64::from(header.capacity) - HEADER_LEN as u64
+        {
+            return Err(Error::corrupted(
+                offset,
+                "in-place rewrite of an entry that is not the transaction's own",
+            ));
+        }
+        header.len = payload.len() as u32;
+        self.write_own(offset, &header.encode())?;
+        self.write_own(offset + HEADER_LEN as u64, payload)
+    }
+
+    /// Writes `bytes` at `at` inside an entry the running transaction owns.
+    fn write_own(&self, at: u64, bytes: &[u8]) -> Result<(), Error> {
+        // SAFETY: `at` lies inside an entry allocated by the running transaction (every
+        // caller passes an offset in `txn.dirty` plus an in-capacity position). No
+        // published snapshot reaches such an entry, so no reader views or reads these
+        // bytes; `&self` views handed out by `Space` borrow `self`, and the writer path
+        // (`&mut self` callers) holds none across this call.
+        unsafe { self.region.write(at, bytes)? };
+        Ok(())
+    }
+
+    /// Frees the entry at `offset`: at once if the running transaction wrote it, else
+    /// when it is no longer needed (after a later durable commit and once no snapshot is
+    /// older than this transaction).
+    pub(crate) fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
+        if self.txn.dirty.remove(&offset) {
+            let cap = self
+                .txn
+                .allocs
+                .remove(&offset)
+                .ok_or(Error::corrupted(offset, "own entry not allocated"))?;
+            self.free.release(offset, cap);
+            return Ok(());
+        }
+        let (header, _) = self.entry(offset)?;
+        let term = (header.txid > self.durable_txid).then(|| digest_term(offset, header.checksum));
+        self.txn
+            .frees
+            .push((offset, u64::from(header.capacity), term));
+        Ok(())
+    }
+
+    /// Publishes the running transaction with `root`; `fill` sets the structure's own
+    /// meta fields. With [`Durability::Immediate`] the commit is synced before this
+    /// returns.
+    pub(crate) fn commit(
+        &mut self,
+        root: u64,
+        durability: Durability,
+        fill: impl FnOnce(&mut Meta),
+    ) -> Result<(), Error> {
+        let txid = self.txid();
+        let mut count = self.base_count;
+        let mut digest = self.base_digest;
+        // Seal: each entry the transaction wrote gets its checksum now, once.
+        for &off in &self.txn.dirty {
+            let (header, _) = self.entry(off)?;
+            let end = off + HEADER_LEN as u64 + u64::from(header.len);
+            let bytes = self.region.view(off, (end - off) as usize)?;
+            let sum = entry_checksum(self.seed(), off, bytes);
+            self.write_own(off, &sum.to_le_bytes())?;
+            count += 1;
+            digest = digest.wrapping_add(digest_term(off, sum));
+        }
+        for &(_, _, term) in &self.txn.frees {
+            if let Some(term) = term {
+                count -= 1;
+                digest = digest.wrapping_sub(term);
+            }
+        }
+        let mut meta = self.committed;
+        fill(&mut meta);
+        meta.txid = txid;
+        meta.root = root;
+        meta.used_end = self.used_end;
+        meta.durable_base = self.durable_txid;
+        meta.new_count = count;
+        meta.new_digest = digest;
+        let slot = 1 - self.durable_slot;
+        // SAFETY: the slot is not the durable one, and no reader views meta slots (the
+        // committed meta is kept in memory), so nobody reads these bytes meanwhile.
+        unsafe { self.region.write(META_SLOT_OFFSETS[slot], &meta.encode())? };
+
+        // Published: from here on the transaction's changes are the committed state.
+        self.committed = meta;
+        self.committed_slot = slot;
+        self.base_count = count;
+        self.base_digest = digest;
+        for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
+            self.pending.push_back((txid, off, cap));
+        }
+        self.txn = Txn {
+            start_used_end: self.used_end,
+            ..Txn::default()
+        };
+        if durability == Durability::Immediate {
+            self.sync()?;
+        }
+        self.reclaim();
+        Ok(())
+    }
+
+    /// Makes the last commit durable: one `sync` over `0 .. used_end`.
+    pub(crate) fn sync(&mut self) -> Result<(), Error> {
+        if self.durable_txid == self.committed.txid {
+            return Ok(());
+        }
+        self.region.sync(0, self.committed.used_end)?;
+        self.durable_txid = self.committed.txid;
+        self.durable_slot = self.committed_slot;
+        self.base_count = 0;
+        self.base_digest = 0;
+        self.reclaim();
+        Ok(())
+    }
+
+    /// Undoes the running transaction: its entries return to free space and the entries
+    /// it freed stay.
+    pub(crate) fn abort(&mut self) {
+        for (off, cap) in core::mem::take(&mut self.txn.allocs) {
+            self.free.release(off, cap);
+        }
+        self.free.cut_at(self.txn.start_used_end);
+        self.used_end = self.txn.start_used_end;
+        self.txn = Txn {
+            start_used_end: self.used_end,
+            ..Txn::default()
+        };
+    }
+
+    /// Returns pending space to the free map once no crash fallback and no snapshot can
+    /// reach it.
+    fn reclaim(&mut self) {
+        let oldest_reader = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        let floor = self.durable_txid.min(oldest_reader);
+        while let Some(&(freed_by, off, cap)) = self.pending.front() {
+            // A reader at txid `t` sees the state of commit `t`; an entry freed by commit
+            // `f` is needed by states before `f`.
+            if freed_by > floor {
+                break;
+            }
+            self.pending.pop_front();
+            self.free.release(off, cap);
+        }
+    }
+
+    /// Where an entry of `capacity` bytes would be allocated now.
+    pub(crate) fn lowest_fit(&self, capacity: u64) -> u64 {
+        self.free.peek(capacity).unwrap_or(self.used_end)
+    }
+
+    /// Whether the running transaction changed anything.
+    pub(crate) fn has_changes(&self) -> bool {
+        !self.txn.dirty.is_empty() || !self.txn.frees.is_empty()
+    }
+
+    /// Lowers `used_end` to the end of the last allocated entry (dropping the free extent
+    /// that ends at `used_end`); the next commit publishes it. Space still pending stays.
+    pub(crate) fn shrink_to_fit(&mut self) {
+        if let Some((off, _)) = self.free.extent_ending_at(self.used_end) {
+            self.free.cut_at(off);
+            self.used_end = off;
+            self.txn.start_used_end = self.txn.start_used_end.min(off);
+        }
+    }
+
+    /// Gives the region's bytes beyond the durable `used_end` back to the medium.
+    ///
+    /// Only once the commit that lowered `used_end` is durable: then neither the current
+    /// state nor the crash fallback reaches past it.
+    pub(crate) fn release_tail(&mut self) -> Result<(), Error> {
+        if self.durable_txid != self.committed.txid || !self.readers.is_empty() {
+            return Ok(());
+        }
+        let end = self.committed.used_end;
+        if self.region.len() > end {
+            // SAFETY: the bytes at and past `end` hold no entry reachable from the durable
+            // commit (the current state) nor from any open snapshot (there is none), so
+            // nothing views them; `&mut self` keeps every other user of the region out
+            // for the duration of the call.
+            unsafe { self.region.truncate(end)? };
+        }
+        Ok(())
+    }
+
+    /// Gives the region back.
+    pub(crate) fn into_region(self) -> R {
+        self.region
+    }
+
+    /// Free bytes below `used_end` and bytes waiting to become free.
+    pub(crate) fn free_bytes(&self) -> (u64, u64) {
+        (self.free.total(), self.pending.iter().map(|p| p.2).sum())
+    }
+}
+
+/// Reads and sanity-checks the entry at `offset`, optionally verifying its checksum.
+fn read_entry<R: Region>(
+    region: &R,
+    seed: u64,
+    offset: u64,
+    used_end: u64,
+    verify: bool,
+) -> Result<(EntryHeader, &[u8]), Error> {
+    if offset < DATA_START || !offset.is_multiple_of(8) || offset >= used_end {
+        return Err(Error::corrupted(
+            offset,
+            "entry offset outside the data area",
+        ));
+    }
+    let head = region
+        .view(offset, HEADER_LEN)
+        .map_err(|_| Error::corrupted(offset, "entry header outside the region"))?;
+    let header = EntryHeader::decode(head, offset, used_end)?;
+    let total = HEADER_LEN + header.len as usize;
+    let whole = region
+        .view(offset, total)
+        .map_err(|_| Error::corrupted(offset, "entry outside the region"))?;
+    if verify && entry_checksum(seed, offset, whole) != header.checksum {
+        return Err(Error::corrupted(offset, "entry checksum mismatch"));
+    }
+    Ok((header, &whole[HEADER_LEN..]))
+}
+
+/// Walks everything `meta.root` reaches and returns the free extents of the data area.
+/// Entries that overlap (a shared or cyclic structure in a damaged image) are an error,
+/// which also bounds the walk.
+fn rebuild_free_map<R: Region>(
+    region: &R,
+    meta: &Meta,
+    walker: &dyn Walker,
+) -> Result<FreeMap, Error> {
+    let units = ((meta.used_end - DATA_START) / 8) as usize;
+    let mut used = vec![0u64; units.div_ceil(64)];
+    let mut stack = Vec::new();
+    let mut children = Vec::new();
+    if meta.root != 0 {
+        stack.push(meta.root);
+    }
+    while let Some(off) = stack.pop() {
+        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+        let first = ((off - DATA_START) / 8) as usize;
+        let last = first + (u64::from(header.capacity) / 8) as usize;
+        for unit in first..last {
+            let (word, bit) = (unit / 64, unit % 64);
+            if used[word] & (1 << bit) != 0 {
+                return Err(Error::corrupted(
+                    off,
+                    "entries overlap or are reachable twice",
+                ));
+            }
+            used[word] |= 1 << bit;
+        }
+        children.clear();
+        walker.children(off, &header, payload, &mut children)?;
+        stack.extend_from_slice(&children);
+    }
+    let mut free = FreeMap::new();
+    let mut run_start = None;
+    for unit in 0..=units {
+        let is_free = unit < units && used[unit / 64] & (1 << (unit % 64)) == 0;
+        match (is_free, run_start) {
+            (true, None) => run_start = Some(unit),
+            (false, Some(start)) => {
+                free.release(DATA_START + start as u64 * 8, (unit - start) as u64 * 8);
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    Ok(free)
+}
