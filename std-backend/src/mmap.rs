@@ -117,6 +117,11 @@ pub(crate) struct MappedFile {
     sync_lock: Mutex<()>,
 }
 
+/// How often a refused lock is tried again, and the pause between tries (about 50 ms in
+/// all: far longer than a fork-to-exec window, short enough for a real conflict).
+const LOCK_RETRIES: u32 = 10;
+const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 impl MappedFile {
     /// Locks `file` (exclusively if `writable`, shared otherwise, without waiting) and
     /// maps `reservation` bytes of address space over it, or the file's length rounded up
@@ -129,10 +134,21 @@ impl MappedFile {
         } else {
             FlockOperation::NonBlockingLockShared
         };
-        match flock(&file, operation) {
-            Ok(()) => {}
-            Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
-            Err(err) => return Err(OpenError::Io(err.into())),
+        // flock belongs to the open file description, and a child that another thread
+        // forks holds a copy of every descriptor until its `exec` closes them. A lock
+        // released just before such a fork stays held for that instant, so a refusal is
+        // retried a few times before it is reported.
+        let mut attempt = 0;
+        loop {
+            match flock(&file, operation) {
+                Ok(()) => break,
+                Err(Errno::WOULDBLOCK) if attempt < LOCK_RETRIES => {
+                    attempt += 1;
+                    std::thread::sleep(LOCK_RETRY_PAUSE);
+                }
+                Err(Errno::WOULDBLOCK) => return Err(OpenError::Locked),
+                Err(err) => return Err(OpenError::Io(err.into())),
+            }
         }
         // Read the length only under the lock: before it, a writer may still be growing.
         let len = file.metadata()?.len();
