@@ -19,11 +19,15 @@ extern crate std;
 pub mod buffer;
 mod error;
 pub mod hash;
+pub mod map;
 pub mod region;
 
 pub use buffer::{
-    Buffer, BufferOptions, BufferStats, CompactReport, CompactionPolicy, Durability, EntryId,
-    EntryReader, RecordHeader, RecordStatus, SeekFrom,
+    Buffer, BufferOptions, BufferStats, BytesCodec, Codec, CodecError, CompactReport,
+    CompactionPolicy, Durability, Encode, EntryId, EntryReader, LeI8, LeI16, LeI32, LeI64, LeI128,
+    LeU8, LeU16, LeU32, LeU64, LeU128, RecordHeader, RecordStatus, SeekFrom, TypedBuffer,
+    TypedError, TypedIter, Utf8Codec,
 };
 pub use error::Error;
+pub use map::{KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapOptions, MapStats, Murmur3, Pair};
 pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};

@@ -14,10 +14,16 @@
 mod error;
 mod file_region;
 mod mmap;
+mod record_io;
+#[cfg(feature = "serde")]
+mod serde_codec;
 
 pub use error::OpenError;
 pub use file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
 pub use hamtdb_core::*;
+pub use record_io::RecordReader;
+#[cfg(feature = "serde")]
+pub use serde_codec::SerdeCodec;
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[cfg(doctest)]

@@ -52,6 +52,7 @@ pub(crate) const META_INTERVAL: Range<usize> = 124..128;
 pub(crate) const META_SPACE_MIN: Range<usize> = META_INTERVAL.end..META_INTERVAL.end + 8;
 pub(crate) const META_LAST_COMPACT: Range<usize> = META_SPACE_MIN.end..META_SPACE_MIN.end + 8;
 pub(crate) const META_LIVE_BYTES: Range<usize> = META_LAST_COMPACT.end..META_LAST_COMPACT.end + 8;
+pub(crate) const META_INLINE_MAX: Range<usize> = META_LIVE_BYTES.end..META_LIVE_BYTES.end + 4;
 pub(crate) const META_CHECKSUM: Range<usize> = 252..256;
 
 /// Magic bytes that open every meta slot.
@@ -101,6 +102,7 @@ pub(crate) struct Meta {
     pub(crate) space_min_bytes: u64,
     pub(crate) last_compact_secs: u64,
     pub(crate) live_bytes: u64,
+    pub(crate) inline_max: u32,
 }
 
 pub(crate) fn get_u32(bytes: &[u8], r: Range<usize>) -> u32 {
@@ -162,6 +164,7 @@ impl Meta {
         put_u64(&mut b, META_SPACE_MIN, self.space_min_bytes);
         put_u64(&mut b, META_LAST_COMPACT, self.last_compact_secs);
         put_u64(&mut b, META_LIVE_BYTES, self.live_bytes);
+        put_u32(&mut b, META_INLINE_MAX, self.inline_max);
         let sum = murmur3_x86_32(&b[..META_CHECKSUM.start], META_CHECKSUM_SEED);
         put_u32(&mut b, META_CHECKSUM, sum);
         b
@@ -202,6 +205,7 @@ impl Meta {
             space_min_bytes: get_u64(b, META_SPACE_MIN),
             last_compact_secs: get_u64(b, META_LAST_COMPACT),
             live_bytes: get_u64(b, META_LIVE_BYTES),
+            inline_max: get_u32(b, META_INLINE_MAX),
         })
     }
 }
@@ -233,6 +237,12 @@ pub enum EntryKind {
     Record = 0x01,
     /// A node of the buffer's id tree.
     IdNode = 0x02,
+    /// A branch node of the map's trie.
+    Branch = 0x10,
+    /// A collision node of the map's trie (keys whose hashes agree in every bit used).
+    Collision = 0x11,
+    /// A value stored outside its trie node (larger than the inline limit).
+    Value = 0x12,
 }
 
 impl EntryKind {
@@ -240,6 +250,9 @@ impl EntryKind {
         match v {
             0x01 => Some(EntryKind::Record),
             0x02 => Some(EntryKind::IdNode),
+            0x10 => Some(EntryKind::Branch),
+            0x11 => Some(EntryKind::Collision),
+            0x12 => Some(EntryKind::Value),
             _ => None,
         }
     }
@@ -360,6 +373,7 @@ mod tests {
             space_min_bytes: 4096,
             last_compact_secs: 9,
             live_bytes: 100,
+            inline_max: 512,
         }
     }
 

@@ -409,6 +409,7 @@ impl Walker for IdWalker {
                 }
                 Ok(())
             }
+            _ => Err(Error::corrupted(offset, "map entry in a buffer")),
         }
     }
 }

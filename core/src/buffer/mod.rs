@@ -5,16 +5,25 @@
 //! - `free`: the free-space map (lowest address first).
 //! - `ids`: the copy-on-write id tree from stable id to record.
 //! - [`Buffer`]: the public record store (what mmcb offered), crash-safe.
+//! - [`Codec`]: how typed keys and values become bytes.
+//! - [`TypedBuffer`]: typed key-value records on a buffer (mmcb's typed maps).
+mod codec;
 pub mod format;
 mod free;
 mod ids;
 mod reader;
-mod space;
+pub(crate) mod space;
 mod store;
+mod typed;
 
+pub use codec::{
+    BytesCodec, Codec, CodecError, Encode, LeI8, LeI16, LeI32, LeI64, LeI128, LeU8, LeU16, LeU32,
+    LeU64, LeU128, Utf8Codec,
+};
 pub use reader::{EntryReader, SeekFrom};
 pub use space::Durability;
 pub use store::{
     Buffer, BufferOptions, BufferStats, CompactReport, CompactionPolicy, EntryId, RecordHeader,
     RecordStatus,
 };
+pub use typed::{TypedBuffer, TypedError, TypedIter};

@@ -646,3 +646,33 @@ fn rebuild_free_map<R: Region>(
     }
     Ok(free)
 }
+
+impl<R: Region> crate::map::trie::NodeStore for Space<R> {
+    fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        Space::entry(self, offset)
+    }
+}
+
+impl<R: Region> crate::map::trie::NodeStoreMut for Space<R> {
+    fn write_entry(
+        &mut self,
+        kind: EntryKind,
+        id: u64,
+        payload: &[u8],
+        capacity: u64,
+    ) -> Result<u64, Error> {
+        Space::write_entry(self, kind, id, payload, capacity)
+    }
+
+    fn rewrite_own(&mut self, offset: u64, payload: &[u8]) -> Result<(), Error> {
+        Space::rewrite_own(self, offset, payload)
+    }
+
+    fn is_own(&self, offset: u64) -> bool {
+        Space::is_own(self, offset)
+    }
+
+    fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
+        Space::free_entry(self, offset)
+    }
+}

@@ -225,6 +225,7 @@ impl<R: Region> Buffer<R> {
             space_min_bytes: options.compaction.space_min_bytes,
             last_compact_secs: 0,
             live_bytes: 0,
+            inline_max: 0,
         };
         let space = Space::create(region, meta)?;
         Ok(Self::from_space(space))

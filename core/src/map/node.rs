@@ -1,0 +1,479 @@
+//! Trie node payloads, byte by byte (docs/FORMAT.md, "Map nodes").
+//!
+//! ```text
+//! branch:    [datamap u64 | nodemap u64 | child u64 × C | pair offset u32 × D | pairs]
+//! collision: [count u32 | 0u32 | pair offset u32 × N | pairs (sorted by key)]
+//! pair:      [key_len u16 | flags u16 | value_len u32 | key | value, or value entry u64]
+//! ```
+//!
+//! A branch holds its slots densely: slot `i` is a pair when bit `i` of `datamap` is set
+//! (the pair's rank among the set bits picks its offset), a child node when bit `i` of
+//! `nodemap` is. Reads borrow pairs straight out of the node's bytes; writes decode a
+//! node into a [`NodeBuf`], change it, and encode it again.
+
+use alloc::vec::Vec;
+
+use crate::Error;
+
+/// Bits of the hash a level consumes: 64 slots a branch.
+pub(crate) const BITS: u32 = 6;
+/// Depth at which the 128-bit hash has no whole chunk left: nodes there are collision
+/// nodes.
+pub(crate) const MAX_DEPTH: u32 = 128 / BITS;
+/// Longest key the format holds (its length is a `u16`).
+pub const MAX_KEY_LEN: usize = u16::MAX as usize;
+
+const BRANCH_FIXED: usize = 16;
+const COLLISION_FIXED: usize = 8;
+const PAIR_HEADER: usize = 8;
+const FLAG_VALUE_REF: u16 = 1;
+
+/// The slot index of `hash` at `depth`: bits `6·depth .. 6·depth + 6` of the 128-bit
+/// hash, low half first.
+pub(crate) fn chunk(hash: [u64; 2], depth: u32) -> usize {
+    let bit = depth * BITS;
+    let v = if bit + BITS <= 64 {
+        hash[0] >> bit
+    } else if bit >= 64 {
+        hash[1] >> (bit - 64)
+    } else {
+        (hash[0] >> bit) | (hash[1] << (64 - bit))
+    };
+    (v & 63) as usize
+}
+
+fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+}
+
+fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn rd_u64(b: &[u8], at: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+}
+
+/// A value as a pair stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueRef<'a> {
+    /// The bytes, inside the node.
+    Inline(&'a [u8]),
+    /// A value entry at `offset` holding `len` bytes.
+    Entry { offset: u64, len: u32 },
+}
+
+/// A key and its value, borrowed from a node.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PairRef<'a> {
+    pub(crate) key: &'a [u8],
+    pub(crate) value: ValueRef<'a>,
+}
+
+/// Reads the pair starting at `at` in `payload`.
+fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
+    let bad = || Error::corrupted(node, "pair runs past its node");
+    let klen = usize::from(rd_u16(payload, at).ok_or_else(bad)?);
+    let flags = rd_u16(payload, at + 2).ok_or_else(bad)?;
+    let vlen = rd_u32(payload, at + 4).ok_or_else(bad)?;
+    let kstart = at + PAIR_HEADER;
+    let key = payload.get(kstart..kstart + klen).ok_or_else(bad)?;
+    let vstart = kstart + klen;
+    let value = match flags {
+        0 => ValueRef::Inline(
+            payload
+                .get(vstart..vstart + vlen as usize)
+                .ok_or_else(bad)?,
+        ),
+        FLAG_VALUE_REF => ValueRef::Entry {
+            offset: rd_u64(payload, vstart).ok_or_else(bad)?,
+            len: vlen,
+        },
+        _ => return Err(Error::corrupted(node, "unknown pair flags")),
+    };
+    Ok(PairRef { key, value })
+}
+
+/// A branch node's payload, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Branch<'a> {
+    pub(crate) datamap: u64,
+    pub(crate) nodemap: u64,
+    payload: &'a [u8],
+    /// Offset of the node, for error reports.
+    at: u64,
+}
+
+/// What a branch holds at a slot.
+pub(crate) enum SlotRef<'a> {
+    Empty,
+    Pair(PairRef<'a>),
+    Child(u64),
+}
+
+impl<'a> Branch<'a> {
+    pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
+        let datamap = rd_u64(payload, 0).ok_or(Error::corrupted(at, "branch too short"))?;
+        let nodemap = rd_u64(payload, 8).ok_or(Error::corrupted(at, "branch too short"))?;
+        if datamap & nodemap != 0 {
+            return Err(Error::corrupted(at, "branch slot is both pair and child"));
+        }
+        let fixed =
+            BRANCH_FIXED + 8 * nodemap.count_ones() as usize + 4 * datamap.count_ones() as usize;
+        if payload.len() < fixed {
+            return Err(Error::corrupted(at, "branch tables run past its end"));
+        }
+        Ok(Branch {
+            datamap,
+            nodemap,
+            payload,
+            at,
+        })
+    }
+
+    fn children_start(&self) -> usize {
+        BRANCH_FIXED
+    }
+
+    fn offsets_start(&self) -> usize {
+        BRANCH_FIXED + 8 * self.nodemap.count_ones() as usize
+    }
+
+    /// The child node at rank `rank` among the children.
+    pub(crate) fn child(&self, rank: usize) -> Result<u64, Error> {
+        rd_u64(self.payload, self.children_start() + 8 * rank)
+            .ok_or(Error::corrupted(self.at, "child index past the table"))
+    }
+
+    /// The pair at rank `rank` among the pairs.
+    pub(crate) fn pair(&self, rank: usize) -> Result<PairRef<'a>, Error> {
+        let at = rd_u32(self.payload, self.offsets_start() + 4 * rank)
+            .ok_or(Error::corrupted(self.at, "pair index past the table"))?;
+        pair_at(self.payload, at as usize, self.at)
+    }
+
+    /// What slot `idx` holds.
+    pub(crate) fn slot(&self, idx: usize) -> Result<SlotRef<'a>, Error> {
+        let bit = 1u64 << idx;
+        let below = bit - 1;
+        if self.datamap & bit != 0 {
+            Ok(SlotRef::Pair(
+                self.pair((self.datamap & below).count_ones() as usize)?,
+            ))
+        } else if self.nodemap & bit != 0 {
+            Ok(SlotRef::Child(
+                self.child((self.nodemap & below).count_ones() as usize)?,
+            ))
+        } else {
+            Ok(SlotRef::Empty)
+        }
+    }
+
+    pub(crate) fn pair_count(&self) -> usize {
+        self.datamap.count_ones() as usize
+    }
+
+    pub(crate) fn child_count(&self) -> usize {
+        self.nodemap.count_ones() as usize
+    }
+}
+
+/// A collision node's payload, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Collision<'a> {
+    count: usize,
+    payload: &'a [u8],
+    at: u64,
+}
+
+impl<'a> Collision<'a> {
+    pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
+        let count = rd_u32(payload, 0).ok_or(Error::corrupted(at, "collision node too short"))?;
+        let count = count as usize;
+        if payload.len() < COLLISION_FIXED + 4 * count {
+            return Err(Error::corrupted(at, "collision table runs past its end"));
+        }
+        Ok(Collision { count, payload, at })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.count
+    }
+
+    pub(crate) fn pair(&self, i: usize) -> Result<PairRef<'a>, Error> {
+        let at = rd_u32(self.payload, COLLISION_FIXED + 4 * i)
+            .ok_or(Error::corrupted(self.at, "pair index past the table"))?;
+        pair_at(self.payload, at as usize, self.at)
+    }
+
+    /// Binary search by key bytes.
+    pub(crate) fn find(&self, key: &[u8]) -> Result<Option<PairRef<'a>>, Error> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let p = self.pair(mid)?;
+            match p.key.cmp(key) {
+                core::cmp::Ordering::Equal => return Ok(Some(p)),
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// An owned value, for building nodes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ValueBuf {
+    Inline(Vec<u8>),
+    Entry { offset: u64, len: u32 },
+}
+
+/// An owned pair.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct PairBuf {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: ValueBuf,
+}
+
+impl PairBuf {
+    pub(crate) fn from_ref(p: &PairRef<'_>) -> Self {
+        PairBuf {
+            key: p.key.to_vec(),
+            value: match p.value {
+                ValueRef::Inline(v) => ValueBuf::Inline(v.to_vec()),
+                ValueRef::Entry { offset, len } => ValueBuf::Entry { offset, len },
+            },
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        PAIR_HEADER
+            + self.key.len()
+            + match &self.value {
+                ValueBuf::Inline(v) => v.len(),
+                ValueBuf::Entry { .. } => 8,
+            }
+    }
+
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        // Key length is checked against MAX_KEY_LEN before a pair is built.
+        out.extend_from_slice(&(self.key.len() as u16).to_le_bytes());
+        match &self.value {
+            ValueBuf::Inline(v) => {
+                out.extend_from_slice(&0u16.to_le_bytes());
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(&self.key);
+                out.extend_from_slice(v);
+            }
+            ValueBuf::Entry { offset, len } => {
+                out.extend_from_slice(&FLAG_VALUE_REF.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&self.key);
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// A node being changed: a branch (slots in index order) or a collision node (pairs in
+/// key order).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NodeBuf {
+    pub(crate) datamap: u64,
+    pub(crate) nodemap: u64,
+    pub(crate) children: Vec<u64>,
+    pub(crate) pairs: Vec<PairBuf>,
+}
+
+impl NodeBuf {
+    pub(crate) fn from_branch(b: &Branch<'_>) -> Result<Self, Error> {
+        let mut node = NodeBuf {
+            datamap: b.datamap,
+            nodemap: b.nodemap,
+            children: Vec::with_capacity(b.child_count()),
+            pairs: Vec::with_capacity(b.pair_count() + 1),
+        };
+        for i in 0..b.child_count() {
+            node.children.push(b.child(i)?);
+        }
+        for i in 0..b.pair_count() {
+            node.pairs.push(PairBuf::from_ref(&b.pair(i)?));
+        }
+        Ok(node)
+    }
+
+    pub(crate) fn from_collision(c: &Collision<'_>) -> Result<Self, Error> {
+        let mut node = NodeBuf::default();
+        for i in 0..c.len() {
+            node.pairs.push(PairBuf::from_ref(&c.pair(i)?));
+        }
+        Ok(node)
+    }
+
+    fn pair_rank(&self, idx: usize) -> usize {
+        (self.datamap & ((1u64 << idx) - 1)).count_ones() as usize
+    }
+
+    fn child_rank(&self, idx: usize) -> usize {
+        (self.nodemap & ((1u64 << idx) - 1)).count_ones() as usize
+    }
+
+    /// Puts `pair` at empty slot `idx`.
+    pub(crate) fn insert_pair(&mut self, idx: usize, pair: PairBuf) {
+        let rank = self.pair_rank(idx);
+        self.pairs.insert(rank, pair);
+        self.datamap |= 1 << idx;
+    }
+
+    /// Takes the pair out of slot `idx`.
+    pub(crate) fn take_pair(&mut self, idx: usize) -> PairBuf {
+        let rank = self.pair_rank(idx);
+        self.datamap &= !(1 << idx);
+        self.pairs.remove(rank)
+    }
+
+    pub(crate) fn pair_mut(&mut self, idx: usize) -> &mut PairBuf {
+        let rank = self.pair_rank(idx);
+        &mut self.pairs[rank]
+    }
+
+    /// Puts a child at empty slot `idx`.
+    pub(crate) fn insert_child(&mut self, idx: usize, child: u64) {
+        let rank = self.child_rank(idx);
+        self.children.insert(rank, child);
+        self.nodemap |= 1 << idx;
+    }
+
+    pub(crate) fn set_child(&mut self, idx: usize, child: u64) {
+        let rank = self.child_rank(idx);
+        self.children[rank] = child;
+    }
+
+    pub(crate) fn remove_child(&mut self, idx: usize) {
+        let rank = self.child_rank(idx);
+        self.nodemap &= !(1 << idx);
+        self.children.remove(rank);
+    }
+
+    pub(crate) fn encode_branch(&self) -> Vec<u8> {
+        let fixed = BRANCH_FIXED + 8 * self.children.len() + 4 * self.pairs.len();
+        let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&self.datamap.to_le_bytes());
+        out.extend_from_slice(&self.nodemap.to_le_bytes());
+        for c in &self.children {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+        self.encode_pairs(fixed, &mut out);
+        out
+    }
+
+    pub(crate) fn encode_collision(&self) -> Vec<u8> {
+        let fixed = COLLISION_FIXED + 4 * self.pairs.len();
+        let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
+        let mut out = Vec::with_capacity(total);
+        out.extend_from_slice(&(self.pairs.len() as u32).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        self.encode_pairs(fixed, &mut out);
+        out
+    }
+
+    fn encode_pairs(&self, fixed: usize, out: &mut Vec<u8>) {
+        let mut at = fixed;
+        for p in &self.pairs {
+            // Node payloads are bounded by the entry capacity (a u32), checked by the
+            // writer before encoding.
+            out.extend_from_slice(&(at as u32).to_le_bytes());
+            at += p.encoded_len();
+        }
+        for p in &self.pairs {
+            p.encode_into(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn chunks_cover_all_128_bits_in_order() {
+        let h = [0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210];
+        assert_eq!(chunk(h, 0), 0x2f);
+        assert_eq!(chunk(h, 1), (0x0123_4567_89ab_cdefu64 >> 6) as usize & 63);
+        // Depth 10 straddles the halves: bits 60..64 of h[0] and 0..2 of h[1].
+        assert_eq!(chunk(h, 10), (0x3210 & 3) << 4);
+        assert_eq!(
+            chunk(h, 11),
+            ((0xfedc_ba98_7654_3210u64 >> 2) & 63) as usize
+        );
+        assert_eq!(MAX_DEPTH, 21);
+    }
+
+    #[test]
+    fn branch_round_trips() {
+        let mut n = NodeBuf::default();
+        n.insert_pair(
+            5,
+            PairBuf {
+                key: b"k5".to_vec(),
+                value: ValueBuf::Inline(b"v5".to_vec()),
+            },
+        );
+        n.insert_pair(
+            1,
+            PairBuf {
+                key: b"k1".to_vec(),
+                value: ValueBuf::Entry {
+                    offset: 4096,
+                    len: 10_000,
+                },
+            },
+        );
+        n.insert_child(3, 8192);
+        let bytes = n.encode_branch();
+        let b = Branch::parse(&bytes, 0).unwrap();
+        assert!(matches!(b.slot(3).unwrap(), SlotRef::Child(8192)));
+        assert!(matches!(b.slot(2).unwrap(), SlotRef::Empty));
+        let SlotRef::Pair(p) = b.slot(1).unwrap() else {
+            panic!("slot 1")
+        };
+        assert_eq!(p.key, b"k1");
+        assert_eq!(
+            p.value,
+            ValueRef::Entry {
+                offset: 4096,
+                len: 10_000
+            }
+        );
+        let SlotRef::Pair(p) = b.slot(5).unwrap() else {
+            panic!("slot 5")
+        };
+        assert_eq!(p.value, ValueRef::Inline(b"v5"));
+        let again = NodeBuf::from_branch(&b).unwrap();
+        assert_eq!(again.encode_branch(), bytes);
+    }
+
+    #[test]
+    fn damaged_nodes_are_errors() {
+        let mut n = NodeBuf::default();
+        n.insert_pair(
+            0,
+            PairBuf {
+                key: vec![1; 10],
+                value: ValueBuf::Inline(vec![2; 10]),
+            },
+        );
+        let bytes = n.encode_branch();
+        for cut in 0..bytes.len() {
+            if let Ok(b) = Branch::parse(&bytes[..cut], 0) {
+                assert!(b.slot(0).is_err(), "cut at {cut} parsed a whole pair");
+            }
+        }
+        let mut both = bytes.clone();
+        both[8] = 1; // nodemap bit 0 as well as datamap bit 0
+        assert!(Branch::parse(&both, 0).is_err());
+    }
+}
