@@ -29,5 +29,8 @@ pub use buffer::{
     TypedError, TypedIter, Utf8Codec,
 };
 pub use error::Error;
-pub use map::{KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapOptions, MapStats, Murmur3, Pair};
+pub use map::{
+    KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapOptions, MapStats, Murmur3, OwnedPair, Pair,
+    ReadTxn, Value, WriteTxn,
+};
 pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};

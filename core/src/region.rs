@@ -246,6 +246,66 @@ pub unsafe trait Region {
     fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError>;
 }
 
+// A shared region is still one region: these forward every call, so each promise holds
+// exactly when it holds for `R`.
+
+// SAFETY: forwards to `R`, which keeps the three promises; a reference adds no behaviour.
+#[allow(unsafe_code)]
+unsafe impl<R: Region + ?Sized> Region for &R {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
+        (**self).read(offset, buf)
+    }
+    fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        (**self).view(offset, len)
+    }
+    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
+        // SAFETY: the caller keeps `Region::write`'s contract, which is `R::write`'s.
+        unsafe { (**self).write(offset, data) }
+    }
+    fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
+        (**self).grow(min_len)
+    }
+    unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
+        // SAFETY: the caller keeps `Region::truncate`'s contract, which is `R::truncate`'s.
+        unsafe { (**self).truncate(new_len) }
+    }
+    fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
+        (**self).sync(offset, len)
+    }
+}
+
+// SAFETY: forwards to `R`, which keeps the three promises; the `Arc` keeps `R` at one
+// address for as long as any clone lives, so views stay valid.
+#[allow(unsafe_code)]
+unsafe impl<R: Region + ?Sized> Region for alloc::sync::Arc<R> {
+    fn len(&self) -> u64 {
+        (**self).len()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
+        (**self).read(offset, buf)
+    }
+    fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        (**self).view(offset, len)
+    }
+    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
+        // SAFETY: the caller keeps `Region::write`'s contract, which is `R::write`'s.
+        unsafe { (**self).write(offset, data) }
+    }
+    fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
+        (**self).grow(min_len)
+    }
+    unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
+        // SAFETY: the caller keeps `Region::truncate`'s contract, which is `R::truncate`'s.
+        unsafe { (**self).truncate(new_len) }
+    }
+    fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
+        (**self).sync(offset, len)
+    }
+}
+
 /// Checks that `offset .. offset + len` lies inside `0 .. region_len` and returns it as a
 /// `usize` range. Shared by every region implementation so they agree on bounds.
 pub fn checked_range(

@@ -120,7 +120,7 @@ pub(crate) struct MappedFile {
 /// How often a refused lock is tried again, and the pause between tries (about 50 ms in
 /// all: far longer than a fork-to-exec window, short enough for a real conflict).
 const LOCK_RETRIES: u32 = 10;
-const LOCK_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+const LOCK_RETRY_PAUSE: core::time::Duration = core::time::Duration::from_millis(5);
 
 impl MappedFile {
     /// Locks `file` (exclusively if `writable`, shared otherwise, without waiting) and

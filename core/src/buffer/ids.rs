@@ -280,6 +280,10 @@ pub(crate) type RelocateRecord<'a, R> =
 /// returns its (possibly new) slot and the bytes it copied; a node is copied when a slot
 /// changed or when `should_move` says it lies too high and a lower place fits. Stops
 /// taking new work once `budget` bytes were copied. Returns the node's new offset.
+///
+/// A node that lies too high moves **before** its children: moved afterwards, it would
+/// find the holes below filled by its own records and land at the end of the region,
+/// so that compaction grew the region instead of shrinking it.
 pub(crate) fn relocate<R: Region>(
     space: &mut Space<R>,
     node_off: u64,
@@ -289,12 +293,21 @@ pub(crate) fn relocate<R: Region>(
     budget: &mut u64,
 ) -> Result<u64, Error> {
     let mut node = read_node(space, node_off, level)?;
+    let mut at = node_off;
+    let needs_move =
+        !space.is_own(at) && should_move(at, NODE_CAPACITY) && space.lowest_fit(NODE_CAPACITY) < at;
+    if needs_move {
+        // The copy belongs to the running transaction: slot changes below rewrite it in
+        // place.
+        at = write_node(space, at, level, &node)?;
+        *budget = budget.saturating_sub(NODE_CAPACITY);
+    }
     let mut changed = false;
     for i in 0..node.slots.len() {
         if *budget == 0 {
             break;
         }
-        let slot = Slot::decode(node.slots[i], level, node_off)?;
+        let slot = Slot::decode(node.slots[i], level, at)?;
         let new = match slot {
             Slot::Node(child) => {
                 let child = relocate(
@@ -318,16 +331,10 @@ pub(crate) fn relocate<R: Region>(
             changed = true;
         }
     }
-    let own = space.is_own(node_off);
-    let needs_move =
-        !own && should_move(node_off, NODE_CAPACITY) && space.lowest_fit(NODE_CAPACITY) < node_off;
-    if !changed && !needs_move {
-        return Ok(node_off);
+    if !changed {
+        return Ok(at);
     }
-    if needs_move {
-        *budget = budget.saturating_sub(NODE_CAPACITY);
-    }
-    write_node(space, node_off, level, &node)
+    write_node(space, at, level, &node)
 }
 
 /// Visits every node's offset, parents before children.

@@ -14,7 +14,7 @@
 //! chosen root reaches.
 #![allow(unsafe_code)]
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -22,6 +22,8 @@ use super::format::{
     DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_CAPACITY, META_LEN, META_SLOT_OFFSETS,
     Meta, MetaProblem, StructureKind, digest_term, entry_checksum,
 };
+use hashbrown::HashMap;
+
 use super::free::FreeMap;
 use crate::{Error, Region, RegionError};
 
@@ -55,10 +57,10 @@ pub(crate) trait Walker {
 /// Changes of the running transaction, undone by `abort`.
 #[derive(Debug, Default)]
 struct Txn {
-    /// Entries allocated by this transaction and still allocated: offset → capacity.
-    allocs: BTreeMap<u64, u64>,
-    /// Entries this transaction wrote and must seal (checksum) at commit.
-    dirty: BTreeSet<u64>,
+    /// Entries this transaction allocated and still holds, offset → capacity: they may be
+    /// changed in place, are sealed (checksummed) at commit, and return to free space on
+    /// abort. A hash map: a bulk load holds millions.
+    own: HashMap<u64, u64>,
     /// Committed entries this transaction freed: (offset, capacity, digest term if the
     /// entry was written after the durable base).
     frees: Vec<(u64, u64, Option<u64>)>,
@@ -81,8 +83,9 @@ pub(crate) struct Space<R: Region> {
     free: FreeMap,
     /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
     pending: VecDeque<(u64, u64, u64)>,
-    /// Snapshots still open, by txid (the oldest bounds reuse).
-    readers: BTreeMap<u64, usize>,
+    /// The txid of the oldest snapshot that may still read the region, kept by the
+    /// structure on top (`u64::MAX`: none). Freed space older than it is reusable.
+    reader_floor: u64,
     used_end: u64,
     txn: Txn,
 }
@@ -124,7 +127,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: VecDeque::new(),
-            readers: BTreeMap::new(),
+            reader_floor: u64::MAX,
             used_end: DATA_START,
             txn: Txn {
                 start_used_end: DATA_START,
@@ -139,6 +142,9 @@ impl<R: Region> Space<R> {
         let mut candidates = Vec::new();
         let mut blank = 0;
         let mut first_problem = None;
+        // A slot the chosen commit must not leave behind: torn, or a newer commit that
+        // failed verification (see `finish_open`).
+        let mut rejected = None;
         for (slot, &slot_off) in META_SLOT_OFFSETS.iter().enumerate() {
             match read_slot(&region, slot)? {
                 Ok(meta) => candidates.push((slot, meta)),
@@ -150,6 +156,7 @@ impl<R: Region> Space<R> {
                     first_problem.get_or_insert(Error::WrongKind { found });
                 }
                 Err(MetaProblem::BadChecksum) => {
+                    rejected = Some(slot);
                     first_problem
                         .get_or_insert(Error::corrupted(slot_off, "meta slot checksum mismatch"));
                 }
@@ -172,8 +179,11 @@ impl<R: Region> Space<R> {
                 continue;
             }
             match Self::verify_commit(&region, &meta, META_SLOT_OFFSETS[slot], walker) {
-                Ok(()) => return Self::finish_open(region, slot, meta, walker),
-                Err(e) => last_err = Some(e),
+                Ok(()) => return Self::finish_open(region, slot, meta, walker, rejected),
+                Err(e) => {
+                    rejected = Some(slot);
+                    last_err = Some(e);
+                }
             }
         }
         Err(last_err.unwrap_or(Error::corrupted(0, "no usable meta slot")))
@@ -237,8 +247,26 @@ impl<R: Region> Space<R> {
         Ok(())
     }
 
-    fn finish_open(region: R, slot: usize, meta: Meta, walker: &dyn Walker) -> Result<Self, Error> {
+    fn finish_open(
+        region: R,
+        slot: usize,
+        meta: Meta,
+        walker: &dyn Walker,
+        rejected: Option<usize>,
+    ) -> Result<Self, Error> {
         let free = rebuild_free_map(&region, &meta, walker)?;
+        // A newer commit that failed verification (torn by a crash) must stay rejected:
+        // its txid is handed out again, and a retry that rewrites the same entries at the
+        // same places could complete it after the fact (or, for a torn slot, complete its
+        // bytes). The slot is erased before anything else is written, and the sync below
+        // makes that durable.
+        if let Some(stale) = rejected {
+            // SAFETY: nothing is built on the region yet, and no reader views meta slots.
+            match unsafe { region.write(META_SLOT_OFFSETS[stale], &[0u8; META_LEN]) } {
+                Ok(()) | Err(RegionError::ReadOnly) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         // What we found may sit only in a page cache (a process died after an eventual
         // commit); make it durable before anything is built on top of it.
         match region.sync(0, meta.used_end) {
@@ -255,7 +283,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: VecDeque::new(),
-            readers: BTreeMap::new(),
+            reader_floor: u64::MAX,
             used_end: meta.used_end,
             txn: Txn {
                 start_used_end: meta.used_end,
@@ -296,14 +324,14 @@ impl<R: Region> Space<R> {
     /// Reads the entry at `offset` and verifies its checksum (entries of the running
     /// transaction are not sealed yet and are returned unverified).
     pub(crate) fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
-        let verify = !self.txn.dirty.contains(&offset);
+        let verify = !self.txn.own.contains_key(&offset);
         read_entry(&self.region, self.seed(), offset, self.used_end, verify)
     }
 
     /// Whether the entry at `offset` belongs to the running transaction (and may be
     /// changed in place).
     pub(crate) fn is_own(&self, offset: u64) -> bool {
-        self.txn.dirty.contains(&offset)
+        self.txn.own.contains_key(&offset)
     }
 
     // ---- writing (the running transaction) ----
@@ -312,7 +340,7 @@ impl<R: Region> Space<R> {
     /// the region if no free extent fits.
     fn alloc(&mut self, capacity: u64) -> Result<u64, Error> {
         if let Some(off) = self.free.allocate(capacity) {
-            self.txn.allocs.insert(off, capacity);
+            self.txn.own.insert(off, capacity);
             return Ok(off);
         }
         let off = self.used_end;
@@ -325,7 +353,7 @@ impl<R: Region> Space<R> {
             self.region.grow(end)?;
         }
         self.used_end = end;
-        self.txn.allocs.insert(off, capacity);
+        self.txn.own.insert(off, capacity);
         Ok(off)
     }
 
@@ -357,7 +385,6 @@ impl<R: Region> Space<R> {
             txid: self.txid(),
             id,
         };
-        self.txn.dirty.insert(off);
         let written = self
             .write_own(off, &header.encode())
             .and_then(|()| self.write_own(off + HEADER_LEN as u64, payload));
@@ -387,7 +414,7 @@ impl<R: Region> Space<R> {
     /// Writes `bytes` at `at` inside an entry the running transaction owns.
     fn write_own(&self, at: u64, bytes: &[u8]) -> Result<(), Error> {
         // SAFETY: `at` lies inside an entry allocated by the running transaction (every
-        // caller passes an offset in `txn.dirty` plus an in-capacity position). No
+        // caller passes an offset in `txn.own` plus an in-capacity position). No
         // published snapshot reaches such an entry, so no reader views or reads these
         // bytes; `&self` views handed out by `Space` borrow `self`, and the writer path
         // (`&mut self` callers) holds none across this call.
@@ -399,12 +426,7 @@ impl<R: Region> Space<R> {
     /// when it is no longer needed (after a later durable commit and once no snapshot is
     /// older than this transaction).
     pub(crate) fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
-        if self.txn.dirty.remove(&offset) {
-            let cap = self
-                .txn
-                .allocs
-                .remove(&offset)
-                .ok_or(Error::corrupted(offset, "own entry not allocated"))?;
+        if let Some(cap) = self.txn.own.remove(&offset) {
             self.free.release(offset, cap);
             return Ok(());
         }
@@ -429,7 +451,10 @@ impl<R: Region> Space<R> {
         let mut count = self.base_count;
         let mut digest = self.base_digest;
         // Seal: each entry the transaction wrote gets its checksum now, once.
-        for &off in &self.txn.dirty {
+        // In address order, so the writes run through the region once.
+        let mut sealed: Vec<u64> = self.txn.own.keys().copied().collect();
+        sealed.sort_unstable();
+        for off in sealed {
             let (header, _) = self.entry(off)?;
             let end = off + HEADER_LEN as u64 + u64::from(header.len);
             let bytes = self.region.view(off, (end - off) as usize)?;
@@ -486,6 +511,11 @@ impl<R: Region> Space<R> {
         self.durable_slot = self.committed_slot;
         self.base_count = 0;
         self.base_digest = 0;
+        // Entries the running transaction freed so far are committed ones, durable now:
+        // they no longer count in the digest the next commit writes.
+        for free in &mut self.txn.frees {
+            free.2 = None;
+        }
         self.reclaim();
         Ok(())
     }
@@ -493,7 +523,7 @@ impl<R: Region> Space<R> {
     /// Undoes the running transaction: its entries return to free space and the entries
     /// it freed stay.
     pub(crate) fn abort(&mut self) {
-        for (off, cap) in core::mem::take(&mut self.txn.allocs) {
+        for (off, cap) in core::mem::take(&mut self.txn.own) {
             self.free.release(off, cap);
         }
         self.free.cut_at(self.txn.start_used_end);
@@ -507,8 +537,7 @@ impl<R: Region> Space<R> {
     /// Returns pending space to the free map once no crash fallback and no snapshot can
     /// reach it.
     fn reclaim(&mut self) {
-        let oldest_reader = self.readers.keys().next().copied().unwrap_or(u64::MAX);
-        let floor = self.durable_txid.min(oldest_reader);
+        let floor = self.durable_txid.min(self.reader_floor);
         while let Some(&(freed_by, off, cap)) = self.pending.front() {
             // A reader at txid `t` sees the state of commit `t`; an entry freed by commit
             // `f` is needed by states before `f`.
@@ -520,6 +549,18 @@ impl<R: Region> Space<R> {
         }
     }
 
+    /// Tells the space the txid of the oldest snapshot still open (`u64::MAX`: none) and
+    /// returns to free space whatever no snapshot and no crash fallback can reach.
+    ///
+    /// A structure with concurrent readers calls this after publishing a commit, with
+    /// the floor read after the publication: a reader that registers later sees the new
+    /// commit and needs nothing it freed. Until it is called again the floor stays, so
+    /// `commit` reclaims nothing a registered reader may need.
+    pub(crate) fn set_reader_floor(&mut self, floor: u64) {
+        self.reader_floor = floor;
+        self.reclaim();
+    }
+
     /// Where an entry of `capacity` bytes would be allocated now.
     pub(crate) fn lowest_fit(&self, capacity: u64) -> u64 {
         self.free.peek(capacity).unwrap_or(self.used_end)
@@ -527,7 +568,7 @@ impl<R: Region> Space<R> {
 
     /// Whether the running transaction changed anything.
     pub(crate) fn has_changes(&self) -> bool {
-        !self.txn.dirty.is_empty() || !self.txn.frees.is_empty()
+        !self.txn.own.is_empty() || !self.txn.frees.is_empty()
     }
 
     /// Lowers `used_end` to the end of the last allocated entry (dropping the free extent
@@ -545,7 +586,7 @@ impl<R: Region> Space<R> {
     /// Only once the commit that lowered `used_end` is durable: then neither the current
     /// state nor the crash fallback reaches past it.
     pub(crate) fn release_tail(&mut self) -> Result<(), Error> {
-        if self.durable_txid != self.committed.txid || !self.readers.is_empty() {
+        if self.durable_txid != self.committed.txid || self.reader_floor < self.committed.txid {
             return Ok(());
         }
         let end = self.committed.used_end;
@@ -571,7 +612,7 @@ impl<R: Region> Space<R> {
 }
 
 /// Reads and sanity-checks the entry at `offset`, optionally verifying its checksum.
-fn read_entry<R: Region>(
+pub(crate) fn read_entry<R: Region>(
     region: &R,
     seed: u64,
     offset: u64,
@@ -662,14 +703,6 @@ impl<R: Region> crate::map::trie::NodeStoreMut for Space<R> {
         capacity: u64,
     ) -> Result<u64, Error> {
         Space::write_entry(self, kind, id, payload, capacity)
-    }
-
-    fn rewrite_own(&mut self, offset: u64, payload: &[u8]) -> Result<(), Error> {
-        Space::rewrite_own(self, offset, payload)
-    }
-
-    fn is_own(&self, offset: u64) -> bool {
-        Space::is_own(self, offset)
     }
 
     fn free_entry(&mut self, offset: u64) -> Result<(), Error> {

@@ -545,6 +545,22 @@ impl<R: Region> Buffer<R> {
         let packed_end = DATA_START + stats.live_bytes + stats.overhead_bytes;
         let ext = self.space.committed().extension;
         let should_move = move |off: u64, cap: u64| off + cap > packed_end;
+        let mut left = budget.max(1);
+        // Pass 1, the id nodes: they are all the same size and every record move copies
+        // its node anyway, so they take the low holes before records fragment them.
+        let mut keep_records = |_: &mut Space<R>, slot: Slot| Ok((slot, 0));
+        let root = ids::relocate(
+            &mut self.space,
+            self.state.root,
+            self.state.height - 1,
+            &should_move,
+            &mut keep_records,
+            &mut left,
+        )?;
+        self.state.root = root;
+        // Pass 2, the records. A record only ever moves down: moved up (for its slack,
+        // say) it could find its old place taken by then and stay at the end, and
+        // compaction would grow the region.
         let mut copied_total = 0u64;
         let mut relocate_record = |space: &mut Space<R>,
                                    slot: Slot|
@@ -555,9 +571,8 @@ impl<R: Region> Buffer<R> {
             let (header, data) = space.entry(off)?;
             let ideal = align_up(HEADER_LEN as u64 + room_for(data.len(), ext)).unwrap_or(u64::MAX);
             let cap = u64::from(header.capacity);
-            let excess_slack = cap > ideal;
-            let too_high = should_move(off, cap) && space.lowest_fit(ideal) < off;
-            if space.is_own(off) || !(excess_slack || too_high) {
+            let wanted = cap > ideal || should_move(off, cap);
+            if space.is_own(off) || !wanted || space.lowest_fit(ideal) >= off {
                 return Ok((slot, 0));
             }
             let data = data.to_vec();
@@ -566,7 +581,6 @@ impl<R: Region> Buffer<R> {
             copied_total += ideal;
             Ok((Slot::Live(new), ideal))
         };
-        let mut left = budget.max(1);
         let root = ids::relocate(
             &mut self.space,
             self.state.root,
@@ -696,7 +710,8 @@ mod tests {
     #[test]
     fn many_records_compact_to_a_smaller_region() {
         let mut b = new_buffer(1.5);
-        let ids: std::vec::Vec<_> = (0..500u32)
+        let n = if cfg!(miri) { 40u32 } else { 500 };
+        let ids: std::vec::Vec<_> = (0..n)
             .map(|i| b.add(&vec![i as u8; 100 + (i as usize % 50)]).unwrap())
             .collect();
         b.commit().unwrap();
@@ -705,10 +720,10 @@ mod tests {
         }
         b.commit().unwrap();
         let before = b.stats().unwrap();
-        assert_eq!(before.removed_count, 250);
+        assert_eq!(before.removed_count, u64::from(n / 2));
         let report = b.compact().unwrap();
         let after = b.stats().unwrap();
-        assert_eq!(report.reclaimed_records, 250);
+        assert_eq!(report.reclaimed_records, u64::from(n / 2));
         assert!(
             after.used_end * 10 < before.used_end * 6,
             "used end {} -> {}",
@@ -737,6 +752,43 @@ mod tests {
             }
         }
         assert_eq!(b.region().len(), b.stats().unwrap().used_end);
+    }
+
+    #[test]
+    fn compaction_never_grows_the_used_end() {
+        // Regression: the id node was copied after its records had filled the holes
+        // below it, so it landed at the end and compaction grew the region (2216 ->
+        // 2736 bytes here).
+        let mut b = new_buffer(1.0);
+        let ids: std::vec::Vec<_> = (0..20).map(|_| b.add(b"").unwrap()).collect();
+        b.remove(ids[2]).unwrap();
+        let report = b.compact().unwrap();
+        assert!(
+            report.used_end_after <= report.used_end_before,
+            "{report:?}"
+        );
+        // Packed: 19 record headers and one id node.
+        let packed = DATA_START + 19 * HEADER_LEN as u64 + ids::NODE_CAPACITY;
+        assert_eq!(report.used_end_after, packed, "{report:?}");
+        let b = reopen(b);
+        assert_eq!(b.len(), 19);
+        assert_eq!(b.stats().unwrap().used_end, packed);
+    }
+
+    #[test]
+    fn sync_inside_a_transaction_keeps_the_next_commit() {
+        // Regression: the transaction freed the id node of an eventual commit (a digest
+        // term), `sync` made that commit durable, and the next commit still subtracted
+        // the term: its digest was wrong and reopening fell back to the commit before.
+        let mut b = new_buffer(1.0);
+        let first = b.add(b"first").unwrap();
+        b.commit_with(Durability::Eventual).unwrap();
+        let second = b.add(b"second").unwrap();
+        b.sync().unwrap();
+        b.commit().unwrap();
+        let b = reopen(b);
+        assert_eq!(b.ids().unwrap(), vec![first, second]);
+        assert_eq!(b.get(second).unwrap(), b"second");
     }
 
     #[test]

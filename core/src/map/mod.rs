@@ -3,21 +3,26 @@
 //! canonical deletes.
 //!
 //! - `node`: node payloads byte by byte.
-//! - `trie`: lookup, copy-on-write insert, canonical removal, traversal.
-//! - [`Map`]: the public type.
+//! - `trie`: reading the committed trie: lookup and traversal.
+//! - `write`: changing it inside a write transaction, and writing the changes at commit.
+//! - [`Map`], [`ReadTxn`], [`WriteTxn`]: the public types.
 
 pub(crate) mod node;
 pub(crate) mod trie;
+mod write;
 
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::buffer::format::{EntryHeader, EntryKind, MAX_PAYLOAD, Meta, StructureKind};
-use crate::buffer::space::{Durability, Space, Walker};
+use crate::buffer::format::{EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind};
+use crate::buffer::space::{Durability, Space, Walker, read_entry};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
 use node::{Branch, Collision, PairBuf, ValueBuf, ValueRef};
-use trie::Removal;
+use trie::NodeStore;
+use write::{Arena, NodeId, Removal, TxnTrie};
 
 /// Largest value the format holds.
 pub const MAX_VALUE_LEN: u64 = MAX_PAYLOAD;
@@ -65,6 +70,9 @@ impl Default for MapOptions {
 
 /// A key and its value, borrowed from the region.
 pub type Pair<'a> = (&'a [u8], &'a [u8]);
+
+/// A key and its value, copied out.
+pub type OwnedPair = (Vec<u8>, Vec<u8>);
 
 /// What [`Map::stats`] reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,30 +133,56 @@ impl Walker for MapWalker {
     }
 }
 
+/// The last published commit and the snapshots still open.
+struct Snapshots {
+    published: Meta,
+    /// Open snapshots by txid, with how many share it.
+    readers: BTreeMap<u64, usize>,
+}
+
+impl Snapshots {
+    /// The oldest txid a snapshot may read: an open one, or the published commit (a
+    /// reader may register at it any moment).
+    fn floor(&self) -> u64 {
+        let oldest = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        oldest.min(self.published.txid)
+    }
+}
+
 /// A persistent hash map from byte keys to byte values in one region.
 ///
-/// Changes (`put`, `delete`) form a transaction that [`commit`](Self::commit)
-/// publishes; after a crash, reopening gives exactly the last durable commit. Reads see
-/// the transaction's own changes. `get` borrows the value from the region without
-/// copying.
+/// Any number of [`ReadTxn`] snapshots may be open while one [`WriteTxn`] works: a
+/// snapshot sees the state of the commit it started at, whatever commits later, and
+/// never waits for the writer. Writers are serialized (a second [`Map::begin_write`]
+/// waits; [`Map::try_begin_write`] does not). After a crash, reopening gives exactly the
+/// last durable commit. Values are borrowed from the region without copying.
 ///
 /// ```
 /// use hamtdb_core::{Map, MapOptions, VecRegion};
 ///
-/// let mut map = Map::create(VecRegion::with_capacity(1 << 20), MapOptions::default())?;
-/// assert!(map.put(b"apple", b"red")?);
-/// assert!(!map.put(b"apple", b"green")?); // replaced
-/// map.commit()?;
-/// assert_eq!(map.get(b"apple")?, Some(&b"green"[..]));
+/// let map = Map::create(VecRegion::with_capacity(1 << 20), MapOptions::default())?;
+/// let mut txn = map.begin_write();
+/// assert!(txn.put(b"apple", b"red")?);
+/// assert!(!txn.put(b"apple", b"green")?); // replaced
+/// txn.commit()?;
+///
+/// let snapshot = map.begin_read();
+/// map.put(b"pear", b"yellow")?; // a commit of its own
+/// assert_eq!(snapshot.get(b"apple")?, Some(&b"green"[..]));
+/// assert_eq!(snapshot.get(b"pear")?, None); // later commits are invisible to it
+/// drop(snapshot);
+///
 /// let map = Map::open(map.into_region())?;
-/// assert_eq!(map.len(), 1);
+/// assert_eq!(map.len(), 2);
 /// # Ok::<(), hamtdb_core::Error>(())
 /// ```
 pub struct Map<R: Region, H: KeyHasher = Murmur3> {
-    space: Space<R>,
+    region: Arc<R>,
+    writer: spin::Mutex<Space<Arc<R>>>,
+    snapshots: spin::Mutex<Snapshots>,
     hasher: H,
-    root: u64,
-    count: u64,
+    seed: u64,
+    inline_max: u32,
 }
 
 impl<R: Region> Map<R, Murmur3> {
@@ -193,58 +227,335 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             live_bytes: 0,
             inline_max: options.inline_max,
         };
-        let space = Space::create(region, meta)?;
-        Ok(Map {
-            space,
+        let region = Arc::new(region);
+        Ok(Self::from_space(
+            region.clone(),
+            Space::create(region, meta)?,
             hasher,
-            root: 0,
-            count: 0,
-        })
+        ))
     }
 
     /// Like [`Map::open`], hashing keys with `hasher` (the one the image was written
     /// with).
     pub fn open_with_hasher(region: R, hasher: H) -> Result<Self, Error> {
-        let space = Space::open(region, StructureKind::Map, &MapWalker)?;
-        let meta = *space.committed();
-        Ok(Map {
-            space,
+        let region = Arc::new(region);
+        let space = Space::open(region.clone(), StructureKind::Map, &MapWalker)?;
+        Ok(Self::from_space(region, space, hasher))
+    }
+
+    fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
+        let published = *space.committed();
+        Map {
+            region,
+            seed: published.seed,
+            inline_max: published.inline_max,
+            writer: spin::Mutex::new(space),
+            snapshots: spin::Mutex::new(Snapshots {
+                published,
+                readers: BTreeMap::new(),
+            }),
             hasher,
-            root: meta.root,
-            count: meta.count,
-        })
+        }
     }
 
     /// Gives the region back.
     pub fn into_region(self) -> R {
-        self.space.into_region()
+        let Map { region, writer, .. } = self;
+        drop(writer);
+        match Arc::try_unwrap(region) {
+            Ok(region) => region,
+            // Every clone lives in `self`, which is consumed: none is left.
+            Err(_) => unreachable!("the map holds the only references to its region"),
+        }
     }
 
-    /// Number of keys, in O(1).
+    /// The region.
+    pub fn region(&self) -> &R {
+        &self.region
+    }
+
+    /// Number of keys at the last commit, in O(1).
     pub fn len(&self) -> u64 {
-        self.count
+        self.snapshots.lock().published.count
     }
 
-    /// Whether the map holds no keys.
+    /// Whether the map held no keys at the last commit.
     pub fn is_empty(&self) -> bool {
-        self.count == 0
+        self.len() == 0
     }
 
     fn hash(&self, key: &[u8]) -> [u64; 2] {
-        self.hasher.hash(self.space.seed(), key)
+        self.hasher.hash(self.seed, key)
     }
 
-    /// The value of `key`, borrowed from the region without copying.
+    /// A snapshot of the last commit. It never waits for a writer, and the space it can
+    /// reach is not reused until it is dropped.
+    pub fn begin_read(&self) -> ReadTxn<'_, R, H> {
+        let mut snapshots = self.snapshots.lock();
+        let meta = snapshots.published;
+        *snapshots.readers.entry(meta.txid).or_insert(0) += 1;
+        ReadTxn {
+            map: self,
+            meta,
+            store: SnapshotStore {
+                region: &self.region,
+                seed: meta.seed,
+                used_end: meta.used_end,
+            },
+        }
+    }
+
+    /// Starts the write transaction, waiting while another is open.
+    pub fn begin_write(&self) -> WriteTxn<'_, R, H> {
+        self.start_write(self.writer.lock())
+    }
+
+    /// Starts the write transaction, or `None` if another is open.
+    pub fn try_begin_write(&self) -> Option<WriteTxn<'_, R, H>> {
+        self.writer.try_lock().map(|guard| self.start_write(guard))
+    }
+
+    fn start_write<'m>(&'m self, space: spin::MutexGuard<'m, Space<Arc<R>>>) -> WriteTxn<'m, R, H> {
+        let meta = *space.committed();
+        WriteTxn {
+            map: self,
+            space,
+            arena: Arena::default(),
+            root: meta.root,
+            count: meta.count,
+            finished: false,
+        }
+    }
+
+    /// The value of `key` at the last commit. The value borrows the region without
+    /// copying and holds a snapshot until dropped.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_, R, H>>, Error> {
+        let snapshot = self.begin_read();
+        let Some(bytes) = snapshot.get_for_map(key)? else {
+            return Ok(None);
+        };
+        Ok(Some(Value {
+            bytes,
+            _snapshot: snapshot,
+        }))
+    }
+
+    /// Whether `key` was present at the last commit.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool, Error> {
+        self.begin_read().contains_key(key)
+    }
+
+    /// Sets `key` to `value` in a transaction of its own, committed durably. Returns
+    /// `true` when the key was new.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+        let mut txn = self.begin_write();
+        let new = txn.put(key, value)?;
+        txn.commit()?;
+        Ok(new)
+    }
+
+    /// Removes `key` in a transaction of its own, committed durably (nothing is written
+    /// when the key is absent). Returns whether it was there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, Error> {
+        let mut txn = self.begin_write();
+        if !txn.delete(key)? {
+            return Ok(false);
+        }
+        txn.commit()?;
+        Ok(true)
+    }
+
+    /// Makes the last commit durable (after [`Durability::Eventual`] commits).
+    pub fn sync(&self) -> Result<(), Error> {
+        self.writer.lock().sync()
+    }
+
+    /// Every pair of the last commit, in storage order (a hash trie has no key order).
+    pub fn iter(&self) -> Result<Vec<OwnedPair>, Error> {
+        let snapshot = self.begin_read();
+        Ok(snapshot
+            .iter()?
+            .into_iter()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect())
+    }
+
+    /// Keys by the depth of the node that holds them, and space accounting, at the last
+    /// commit.
+    pub fn stats(&self) -> Result<MapStats, Error> {
+        let snapshot = self.begin_read();
+        let mut stats = MapStats {
+            entries: snapshot.meta.count,
+            used_end: snapshot.meta.used_end,
+            region_len: self.region.len(),
+            ..MapStats::default()
+        };
+        let store = &snapshot.store;
+        trie::for_each_pair(store, snapshot.meta.root, snapshot.max_nodes(), &mut |p| {
+            stats.depth_histogram[p.depth as usize] += 1;
+            let value = trie::value_bytes(store, p.value)?;
+            stats.live_bytes += (p.key.len() + value.len()) as u64;
+            Ok(())
+        })?;
+        let (free, pending) = self.writer.lock().free_bytes();
+        stats.free_bytes = free + stats.region_len.saturating_sub(stats.used_end);
+        stats.dead_bytes = pending;
+        Ok(stats)
+    }
+
+    fn release_snapshot(&self, txid: u64) {
+        let mut snapshots = self.snapshots.lock();
+        if let Some(n) = snapshots.readers.get_mut(&txid) {
+            *n -= 1;
+            if *n == 0 {
+                snapshots.readers.remove(&txid);
+            }
+        }
+    }
+}
+
+/// Reads a snapshot's entries: the region, bounded by the snapshot's used end.
+struct SnapshotStore<'a, R: Region> {
+    region: &'a R,
+    seed: u64,
+    used_end: u64,
+}
+
+impl<R: Region> NodeStore for SnapshotStore<'_, R> {
+    fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        read_entry(self.region, self.seed, offset, self.used_end, false)
+    }
+}
+
+/// A consistent snapshot of the map at one commit.
+pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
+    map: &'m Map<R, H>,
+    meta: Meta,
+    store: SnapshotStore<'m, R>,
+}
+
+impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
+    fn max_nodes(&self) -> u64 {
+        self.meta.used_end / HEADER_LEN as u64
+    }
+
+    /// The value of `key` in this snapshot, borrowed from the region.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, Error> {
-        match trie::get(&self.space, self.root, self.hash(key), key)? {
-            Some(v) => Ok(Some(trie::value_bytes(&self.space, v)?)),
+        let hash = self.map.hash(key);
+        match trie::get(&self.store, self.meta.root, hash, key)? {
+            Some(v) => Ok(Some(trie::value_bytes(&self.store, v)?)),
             None => Ok(None),
         }
     }
 
-    /// Whether `key` is present.
+    /// Like [`get`](Self::get), with the map's lifetime: the caller keeps the snapshot
+    /// open for as long as it uses the bytes (see [`Value`]).
+    fn get_for_map(&self, key: &[u8]) -> Result<Option<&'m [u8]>, Error> {
+        match self.get(key)? {
+            Some(v) => Ok(Some(rebase(self.map.region.as_ref(), v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is in this snapshot.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool, Error> {
-        Ok(trie::get(&self.space, self.root, self.hash(key), key)?.is_some())
+        let hash = self.map.hash(key);
+        Ok(trie::get(&self.store, self.meta.root, hash, key)?.is_some())
+    }
+
+    /// Keys in this snapshot.
+    pub fn len(&self) -> u64 {
+        self.meta.count
+    }
+
+    /// Whether this snapshot holds no keys.
+    pub fn is_empty(&self) -> bool {
+        self.meta.count == 0
+    }
+
+    /// The transaction id of the commit this snapshot shows.
+    pub fn txid(&self) -> u64 {
+        self.meta.txid
+    }
+
+    /// Every pair, in storage order.
+    pub fn iter(&self) -> Result<Vec<Pair<'_>>, Error> {
+        let store = &self.store;
+        let mut out = Vec::with_capacity(self.meta.count.min(1 << 20) as usize);
+        trie::for_each_pair(store, self.meta.root, self.max_nodes(), &mut |p| {
+            out.push((p.key, trie::value_bytes(store, p.value)?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+}
+
+/// The same bytes as `v`, which lies in `region`, borrowed with the region's lifetime.
+fn rebase<'r, R: Region>(region: &'r R, v: &[u8]) -> Result<&'r [u8], Error> {
+    let base = region.view(0, 0)?.as_ptr() as usize;
+    let at = (v.as_ptr() as usize).wrapping_sub(base);
+    Ok(region.view(at as u64, v.len())?)
+}
+
+impl<R: Region, H: KeyHasher> Drop for ReadTxn<'_, R, H> {
+    fn drop(&mut self) {
+        self.map.release_snapshot(self.meta.txid);
+    }
+}
+
+/// A value read by [`Map::get`]: the bytes, borrowed from the region, and the snapshot
+/// that keeps them from being reused. Derefs to `[u8]`.
+pub struct Value<'m, R: Region, H: KeyHasher = Murmur3> {
+    // Declared before the snapshot: dropped first, so the borrow never outlives it.
+    bytes: &'m [u8],
+    _snapshot: ReadTxn<'m, R, H>,
+}
+
+impl<R: Region, H: KeyHasher> core::ops::Deref for Value<'_, R, H> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.bytes
+    }
+}
+
+impl<R: Region, H: KeyHasher> core::fmt::Debug for Value<'_, R, H> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.bytes.fmt(f)
+    }
+}
+
+/// The write transaction: reads see its own changes; [`commit`](Self::commit)
+/// publishes them, [`abort`](Self::abort) or dropping drops them.
+pub struct WriteTxn<'m, R: Region, H: KeyHasher = Murmur3> {
+    map: &'m Map<R, H>,
+    space: spin::MutexGuard<'m, Space<Arc<R>>>,
+    arena: Arena,
+    root: NodeId,
+    count: u64,
+    finished: bool,
+}
+
+impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, Error> {
+        let hash = self.map.hash(key);
+        write::get(&*self.space, &self.arena, self.root, hash, key)
+    }
+
+    /// Whether `key` is present as this transaction sees it.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool, Error> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    /// Keys as this transaction sees them.
+    pub fn len(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether the map is empty as this transaction sees it.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
     }
 
     /// Sets `key` to `value`; returns `true` when the key was new, `false` when it
@@ -264,8 +575,9 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
                 max: MAX_VALUE_LEN,
             });
         }
-        let hash = self.hash(key);
-        let value = if value.len() as u64 <= u64::from(self.space.committed().inline_max) {
+        let map = self.map;
+        let hash = map.hash(key);
+        let value = if value.len() as u64 <= u64::from(map.inline_max) {
             ValueBuf::Inline(value.to_vec())
         } else {
             let offset = self
@@ -278,21 +590,14 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         };
         let pair = PairBuf {
             key: key.to_vec(),
-            value: value.clone(),
+            value,
         };
-        let hasher = &self.hasher;
-        let seed = self.space.seed();
-        let hash_of = |k: &[u8]| hasher.hash(seed, k);
-        let (root, replaced) =
-            match trie::insert(&mut self.space, &hash_of, self.root, 0, hash, pair) {
-                Ok(done) => done,
-                Err(e) => {
-                    if let ValueBuf::Entry { offset, .. } = value {
-                        self.space.free_entry(offset)?;
-                    }
-                    return Err(e);
-                }
-            };
+        let hash_of = |k: &[u8]| map.hash(k);
+        let mut trie = TxnTrie {
+            store: &mut *self.space,
+            arena: &mut self.arena,
+        };
+        let (root, replaced) = trie.insert(&hash_of, self.root, 0, hash, pair)?;
         self.root = root;
         match replaced {
             None => {
@@ -313,84 +618,98 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         Ok(())
     }
 
-    /// Removes `key`; returns whether it was there.
+    /// Removes `key`; returns whether it was there. An absent key changes nothing.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
-        let hash = self.hash(key);
-        let (removal, value) = trie::remove(&mut self.space, self.root, 0, hash, key)?;
-        match removal {
-            Removal::NotFound => return Ok(false),
-            Removal::Node(root) => self.root = root,
-            Removal::Emptied => self.root = 0,
+        if self.get(key)?.is_none() {
+            return Ok(false);
+        }
+        let hash = self.map.hash(key);
+        let mut trie = TxnTrie {
+            store: &mut *self.space,
+            arena: &mut self.arena,
+        };
+        let (removal, value) = trie.remove(self.root, 0, hash, key)?;
+        self.root = match removal {
+            Removal::Node(root) => root,
+            Removal::Emptied => 0,
             Removal::Collapsed(_) => {
-                return Err(Error::corrupted(
-                    self.root,
-                    "root collapsed into its parent",
-                ));
+                return Err(Error::corrupted(0, "root collapsed into a parent"));
             }
-        }
+        };
         self.count -= 1;
-        if let Some(v) = value {
-            self.free_value(v)?;
-        }
+        self.free_value(value)?;
         Ok(true)
     }
 
-    /// Publishes the running transaction durably (one sync).
-    pub fn commit(&mut self) -> Result<(), Error> {
+    /// Publishes the transaction durably: one sync.
+    pub fn commit(self) -> Result<(), Error> {
         self.commit_with(Durability::Immediate)
     }
 
-    /// Publishes the running transaction with the given durability.
-    pub fn commit_with(&mut self, durability: Durability) -> Result<(), Error> {
-        let count = self.count;
-        self.space
-            .commit(self.root, durability, |m| m.count = count)
+    /// Publishes the transaction with the given durability. On error nothing is
+    /// published (or, if the error came from the sync, the commit is visible but may not
+    /// be durable) and the transaction is dropped.
+    pub fn commit_with(mut self, durability: Durability) -> Result<(), Error> {
+        self.finished = true;
+        let result = self.publish(durability);
+        if result.is_err() && self.space.committed().txid < self.space.txid() - 1 {
+            self.space.abort();
+        }
+        result
     }
 
-    /// Makes the last commit durable.
-    pub fn sync(&mut self) -> Result<(), Error> {
-        self.space.sync()
-    }
-
-    /// Drops the running transaction's changes.
-    pub fn abort(&mut self) {
-        self.space.abort();
-        let meta = self.space.committed();
-        self.root = meta.root;
-        self.count = meta.count;
-    }
-
-    /// Keys by the depth of the node that holds them, and space accounting.
-    pub fn stats(&self) -> Result<MapStats, Error> {
-        let mut stats = MapStats {
-            entries: self.count,
-            used_end: self.space.used_end(),
-            region_len: self.space.region().len(),
-            ..MapStats::default()
+    fn publish(&mut self, durability: Durability) -> Result<(), Error> {
+        let map = self.map;
+        // Reclaim nothing a snapshot at the published commit may need.
+        let floor = map.snapshots.lock().floor();
+        self.space.set_reader_floor(floor);
+        let mut trie = TxnTrie {
+            store: &mut *self.space,
+            arena: &mut self.arena,
         };
-        let max_nodes = self.space.used_end() / 32;
-        trie::for_each_pair(&self.space, self.root, max_nodes, &mut |p| {
-            stats.depth_histogram[p.depth as usize] += 1;
-            stats.live_bytes +=
-                (p.key.len() + trie::value_bytes(&self.space, p.value)?.len()) as u64;
-            Ok(())
-        })?;
-        let (free, pending) = self.space.free_bytes();
-        stats.free_bytes = free + stats.region_len.saturating_sub(stats.used_end);
-        stats.dead_bytes = pending;
-        Ok(stats)
+        let root = match trie.flush(self.root, 0) {
+            Ok(root) => root,
+            Err(e) => {
+                self.space.abort();
+                return Err(e);
+            }
+        };
+        let count = self.count;
+        let published = self
+            .space
+            .commit(root, Durability::None, |m| m.count = count);
+        if let Err(e) = published {
+            self.space.abort();
+            return Err(e);
+        }
+        let meta = *self.space.committed();
+        // Publish, then read the floor: a reader registering from now on sees `meta`.
+        let floor = {
+            let mut snapshots = map.snapshots.lock();
+            snapshots.published = meta;
+            snapshots.floor()
+        };
+        if durability == Durability::Immediate {
+            self.space.sync()?;
+        }
+        self.space.set_reader_floor(floor);
+        Ok(())
     }
 
-    /// Every pair, in storage order (a hash trie has no key order).
-    pub fn iter(&self) -> Result<Vec<Pair<'_>>, Error> {
-        let mut out = Vec::with_capacity(self.count as usize);
-        let max_nodes = self.space.used_end() / 32;
-        trie::for_each_pair(&self.space, self.root, max_nodes, &mut |p| {
-            out.push((p.key, trie::value_bytes(&self.space, p.value)?));
-            Ok(())
-        })?;
-        Ok(out)
+    /// Drops the transaction's changes.
+    pub fn abort(mut self) {
+        self.finished = true;
+        self.space.abort();
     }
 }
+
+impl<R: Region, H: KeyHasher> Drop for WriteTxn<'_, R, H> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.space.abort();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -333,6 +333,14 @@ impl NodeBuf {
         self.pairs.remove(rank)
     }
 
+    pub(crate) fn pair(&self, idx: usize) -> &PairBuf {
+        &self.pairs[self.pair_rank(idx)]
+    }
+
+    pub(crate) fn child_at(&self, idx: usize) -> u64 {
+        self.children[self.child_rank(idx)]
+    }
+
     pub(crate) fn pair_mut(&mut self, idx: usize) -> &mut PairBuf {
         let rank = self.pair_rank(idx);
         &mut self.pairs[rank]

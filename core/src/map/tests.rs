@@ -29,8 +29,11 @@ impl KeyHasher for FewBits {
 }
 
 fn region() -> VecRegion {
-    VecRegion::with_capacity(8 << 20)
+    VecRegion::with_capacity(if cfg!(miri) { 1 << 20 } else { 8 << 20 })
 }
+
+/// Keys in the bigger deterministic tests: Miri interprets every instruction.
+const MANY: u32 = if cfg!(miri) { 150 } else { 2000 };
 
 fn small_inline() -> MapOptions {
     MapOptions {
@@ -38,6 +41,8 @@ fn small_inline() -> MapOptions {
         ..MapOptions::default()
     }
 }
+
+type Model = HashMap<Vec<u8>, Vec<u8>>;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -62,51 +67,80 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn check_against<R: Region, H: KeyHasher>(map: &Map<R, H>, model: &HashMap<Vec<u8>, Vec<u8>>) {
-    assert_eq!(map.len(), model.len() as u64);
+fn sorted(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut v: Vec<_> = pairs.into_iter().collect();
+    v.sort();
+    v
+}
+
+fn check_snapshot<R: Region, H: KeyHasher>(snapshot: &ReadTxn<'_, R, H>, model: &Model) {
+    assert_eq!(snapshot.len(), model.len() as u64);
     for (k, v) in model {
-        assert_eq!(map.get(k).unwrap(), Some(&v[..]), "key {k:?}");
+        assert_eq!(snapshot.get(k).unwrap(), Some(&v[..]), "key {k:?}");
     }
-    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = map
+    let pairs = snapshot
         .iter()
         .unwrap()
         .into_iter()
-        .map(|(k, v)| (k.to_vec(), v.to_vec()))
-        .collect();
-    pairs.sort();
-    let mut want: Vec<_> = model.clone().into_iter().collect();
-    want.sort();
-    assert_eq!(pairs, want);
+        .map(|(k, v)| (k.to_vec(), v.to_vec()));
+    assert_eq!(sorted(pairs), sorted(model.clone()));
 }
 
+fn check_txn<R: Region, H: KeyHasher>(txn: &WriteTxn<'_, R, H>, model: &Model, probe: &[u8]) {
+    assert_eq!(txn.len(), model.len() as u64);
+    for (k, v) in model {
+        assert_eq!(txn.get(k).unwrap(), Some(&v[..]), "key {k:?}");
+    }
+    assert_eq!(txn.get(probe).unwrap(), model.get(probe).map(|v| &v[..]));
+}
+
+/// Runs `ops`; after each, the transaction shows the live model and a snapshot opened
+/// meanwhile shows the committed one.
 fn run_model<H: KeyHasher + Copy>(hasher: H, ops: &[Op]) {
     let mut map = Map::create_with_hasher(region(), small_inline(), hasher).unwrap();
-    let mut committed: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut committed = Model::new();
     let mut live = committed.clone();
-    for op in ops {
-        match op {
-            Op::Put(k, v) => {
-                let new = map.put(k, v).unwrap();
-                assert_eq!(new, live.insert(k.clone(), v.clone()).is_none());
-            }
-            Op::Delete(k) => {
-                assert_eq!(map.delete(k).unwrap(), live.remove(k).is_some());
-                assert_eq!(map.get(k).unwrap(), None);
-            }
-            Op::Commit => {
-                map.commit().unwrap();
-                committed = live.clone();
-            }
-            Op::Abort => {
-                map.abort();
-                live = committed.clone();
-            }
-            Op::Reopen => {
-                map = Map::open_with_hasher(map.into_region(), hasher).unwrap();
-                live = committed.clone();
+    let mut i = 0;
+    while i < ops.len() {
+        {
+            let mut txn = map.begin_write();
+            while i < ops.len() {
+                let probe = match &ops[i] {
+                    Op::Put(k, v) => {
+                        let new = txn.put(k, v).unwrap();
+                        assert_eq!(new, live.insert(k.clone(), v.clone()).is_none());
+                        k.clone()
+                    }
+                    Op::Delete(k) => {
+                        assert_eq!(txn.delete(k).unwrap(), live.remove(k).is_some());
+                        k.clone()
+                    }
+                    Op::Commit => {
+                        txn.commit().unwrap();
+                        committed = live.clone();
+                        txn = map.begin_write();
+                        Vec::new()
+                    }
+                    Op::Abort => {
+                        txn.abort();
+                        live = committed.clone();
+                        txn = map.begin_write();
+                        Vec::new()
+                    }
+                    Op::Reopen => break,
+                };
+                check_txn(&txn, &live, &probe);
+                check_snapshot(&map.begin_read(), &committed);
+                i += 1;
             }
         }
-        check_against(&map, &live);
+        if i < ops.len() {
+            // Reopen: the open transaction was dropped, which aborts it.
+            map = Map::open_with_hasher(map.into_region(), hasher).unwrap();
+            live = committed.clone();
+            check_snapshot(&map.begin_read(), &committed);
+            i += 1;
+        }
     }
 }
 
@@ -136,36 +170,37 @@ proptest! {
         keys in prop::collection::hash_set(prop::collection::vec(any::<u8>(), 1..6), 1..40),
         extra in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..6), 0..20),
     ) {
-        // Build the same key set two ways: sorted inserts, and reversed inserts with extra
-        // keys added and deleted again. The images' trees must be identical node by node.
-        let mut sorted: Vec<_> = keys.iter().cloned().collect();
-        sorted.sort();
-        let mut a = Map::create(region(), small_inline()).unwrap();
-        for k in &sorted {
-            a.put(k, b"v").unwrap();
+        // Build the same key set two ways: sorted inserts in one transaction, and
+        // reversed inserts with extra keys put and deleted again across commits.
+        let mut sorted_keys: Vec<_> = keys.iter().cloned().collect();
+        sorted_keys.sort();
+        let a = Map::create(region(), small_inline()).unwrap();
+        let mut txn = a.begin_write();
+        for k in &sorted_keys {
+            txn.put(k, b"v").unwrap();
         }
-        let mut b = Map::create(region(), small_inline()).unwrap();
-        for k in sorted.iter().rev() {
+        txn.commit().unwrap();
+        let b = Map::create(region(), small_inline()).unwrap();
+        for k in sorted_keys.iter().rev() {
             b.put(k, b"v").unwrap();
         }
-        for k in &extra {
-            if !keys.contains(k) {
-                b.put(k, b"extra").unwrap();
-            }
+        let mut txn = b.begin_write();
+        for k in extra.iter().filter(|k| !keys.contains(*k)) {
+            txn.put(k, b"extra").unwrap();
         }
-        for k in &extra {
-            if !keys.contains(k) {
-                b.delete(k).unwrap();
-            }
+        txn.commit().unwrap();
+        for k in extra.iter().filter(|k| !keys.contains(*k)) {
+            b.delete(k).unwrap();
         }
         prop_assert_eq!(shape(&a), shape(&b));
     }
 }
 
-/// The trie as nested text: node kinds and the keys in each slot, without offsets.
+/// The committed trie as nested text: node kinds and the keys in each slot, without
+/// offsets.
 fn shape<R: Region, H: KeyHasher>(map: &Map<R, H>) -> std::string::String {
     use core::fmt::Write;
-    fn walk<R: Region>(s: &Space<R>, off: u64, depth: u32, out: &mut std::string::String) {
+    fn walk<S: NodeStore>(s: &S, off: u64, depth: u32, out: &mut std::string::String) {
         match trie::read_node(s, off, depth).unwrap() {
             trie::NodeRef::Branch(b) => {
                 write!(out, "B{:x}/{:x}(", b.datamap, b.nodemap).unwrap();
@@ -186,27 +221,24 @@ fn shape<R: Region, H: KeyHasher>(map: &Map<R, H>) -> std::string::String {
             }
         }
     }
+    let snapshot = map.begin_read();
     let mut out = std::string::String::new();
-    if map.root != 0 {
-        walk(&map.space, map.root, 0, &mut out);
+    if snapshot.meta.root != 0 {
+        walk(&snapshot.store, snapshot.meta.root, 0, &mut out);
     }
     out
 }
 
 #[test]
 fn colliding_keys_meet_in_a_sorted_collision_node() {
-    let mut map = Map::create_with_hasher(region(), small_inline(), Colliding).unwrap();
+    let map = Map::create_with_hasher(region(), small_inline(), Colliding).unwrap();
     for k in [&b"pear"[..], b"apple", b"fig"] {
         map.put(k, k).unwrap();
     }
     let stats = map.stats().unwrap();
     assert_eq!(stats.depth_histogram[node::MAX_DEPTH as usize], 3);
-    assert_eq!(
-        shape(&map)
-            .matches("C([97, 112, 112, 108, 101],[102, 105, 103],[112, 101, 97, 114],)")
-            .count(),
-        1
-    );
+    let want = "C([97, 112, 112, 108, 101],[102, 105, 103],[112, 101, 97, 114],)";
+    assert_eq!(shape(&map).matches(want).count(), 1);
     map.delete(b"fig").unwrap();
     map.delete(b"apple").unwrap();
     // One key left: the whole chain collapses into the root.
@@ -216,71 +248,132 @@ fn colliding_keys_meet_in_a_sorted_collision_node() {
 
 #[test]
 fn large_values_live_in_their_own_entries() {
-    let mut map = Map::create(region(), small_inline()).unwrap();
+    let map = Map::create(region(), small_inline()).unwrap();
     let big = vec![7u8; 10_000];
     map.put(b"big", &big).unwrap();
     map.put(b"small", b"tiny").unwrap();
-    map.commit().unwrap();
-    assert_eq!(map.get(b"big").unwrap(), Some(&big[..]));
+    assert_eq!(&*map.get(b"big").unwrap().unwrap(), &big[..]);
     map.put(b"big", b"now small").unwrap();
-    map.commit().unwrap();
     let map = Map::open(map.into_region()).unwrap();
-    assert_eq!(map.get(b"big").unwrap(), Some(&b"now small"[..]));
+    assert_eq!(&*map.get(b"big").unwrap().unwrap(), b"now small");
 }
 
 #[test]
 fn limits_are_typed_errors_and_lose_nothing() {
-    let mut map = Map::create(VecRegion::with_capacity(16 << 10), MapOptions::default()).unwrap();
+    let map = Map::create(VecRegion::with_capacity(16 << 10), MapOptions::default()).unwrap();
     map.put(b"kept", b"value").unwrap();
-    map.commit().unwrap();
     let long_key = vec![0u8; MAX_KEY_LEN + 1];
+    let mut txn = map.begin_write();
     assert!(matches!(
-        map.put(&long_key, b""),
+        txn.put(&long_key, b""),
         Err(Error::TooLarge { what: "key", .. })
     ));
     assert!(matches!(
-        map.put(b"huge", &vec![1u8; 64 << 10]),
+        txn.put(b"huge", &vec![1u8; 64 << 10]),
         Err(Error::Region(_))
     ));
-    map.abort();
-    assert_eq!(map.get(b"kept").unwrap(), Some(&b"value"[..]));
+    txn.abort();
+    assert_eq!(&*map.get(b"kept").unwrap().unwrap(), b"value");
     let map = Map::open(map.into_region()).unwrap();
-    assert_eq!(map.get(b"kept").unwrap(), Some(&b"value"[..]));
+    assert_eq!(&*map.get(b"kept").unwrap().unwrap(), b"value");
 }
 
 #[test]
 fn deleting_an_absent_key_writes_nothing() {
     // mmcmap wrote a new path even when the key was absent.
-    let mut map = Map::create(region(), MapOptions::default()).unwrap();
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let mut txn = map.begin_write();
     for i in 0..100u32 {
-        map.put(&i.to_le_bytes(), b"v").unwrap();
+        txn.put(&i.to_le_bytes(), b"v").unwrap();
     }
-    map.commit().unwrap();
-    let used = map.space.used_end();
+    txn.commit().unwrap();
+    let txid = map.begin_read().txid();
     assert!(!map.delete(b"absent").unwrap());
-    assert!(!map.space.has_changes());
-    assert_eq!(map.space.used_end(), used);
+    assert_eq!(map.begin_read().txid(), txid, "no commit for an absent key");
+    let txn = map.begin_write();
+    assert!(!txn.space.has_changes());
 }
 
 #[test]
 fn deep_deletes_are_linked_back() {
     // mmcmap lost deletes below the root's children; check every delete sticks.
-    let mut map = Map::create(region(), MapOptions::default()).unwrap();
-    for i in 0..2000u32 {
-        map.put(&i.to_le_bytes(), &(i * 7).to_le_bytes()).unwrap();
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let mut txn = map.begin_write();
+    for i in 0..MANY {
+        txn.put(&i.to_le_bytes(), &(i * 7).to_le_bytes()).unwrap();
     }
-    map.commit().unwrap();
-    for i in (0..2000u32).step_by(3) {
-        assert!(map.delete(&i.to_le_bytes()).unwrap());
+    txn.commit().unwrap();
+    let mut txn = map.begin_write();
+    for i in (0..MANY).step_by(3) {
+        assert!(txn.delete(&i.to_le_bytes()).unwrap());
     }
-    map.commit().unwrap();
+    txn.commit().unwrap();
     let map = Map::open(map.into_region()).unwrap();
-    for i in 0..2000u32 {
+    for i in 0..MANY {
         let want = (i % 3 != 0).then(|| (i * 7).to_le_bytes());
-        assert_eq!(
-            map.get(&i.to_le_bytes()).unwrap(),
-            want.as_ref().map(|w| &w[..])
-        );
+        let got = map.get(&i.to_le_bytes()).unwrap();
+        assert_eq!(got.as_deref(), want.as_ref().map(|w| &w[..]));
     }
-    assert_eq!(map.len(), 2000 - 667);
+    assert_eq!(map.len(), u64::from(MANY - MANY.div_ceil(3)));
+}
+
+#[test]
+fn snapshots_keep_their_state_while_space_is_reused() {
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let mut txn = map.begin_write();
+    for i in 0..200u32 {
+        txn.put(&i.to_le_bytes(), b"first").unwrap();
+    }
+    txn.commit().unwrap();
+    let old = map.begin_read();
+    // Many commits that replace every node: freed space is reused once no snapshot
+    // needs it, but not the space `old` reads.
+    for round in 0..5u8 {
+        let mut txn = map.begin_write();
+        for i in 0..200u32 {
+            txn.put(&i.to_le_bytes(), &[round; 12]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    for i in 0..200u32 {
+        assert_eq!(old.get(&i.to_le_bytes()).unwrap(), Some(&b"first"[..]));
+    }
+    let used_with_snapshot = map.stats().unwrap().used_end;
+    drop(old);
+    for round in 0..5u8 {
+        let mut txn = map.begin_write();
+        for i in 0..200u32 {
+            txn.put(&i.to_le_bytes(), &[round; 12]).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    // With the snapshot gone, commits reuse freed space instead of growing.
+    assert_eq!(map.stats().unwrap().used_end, used_with_snapshot);
+}
+
+#[test]
+fn readers_on_other_threads_see_whole_commits() {
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let rounds = if cfg!(miri) { 3u32 } else { 50 };
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                for _ in 0..rounds * 4 {
+                    let snapshot = map.begin_read();
+                    // Every commit writes the same number under all ten keys.
+                    let values: Vec<_> = (0..10u8)
+                        .map(|k| snapshot.get(&[k]).unwrap().map(<[u8]>::to_vec))
+                        .collect();
+                    assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
+                }
+            });
+        }
+        for round in 0..rounds {
+            let mut txn = map.begin_write();
+            for k in 0..10u8 {
+                txn.put(&[k], &round.to_le_bytes()).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+    });
 }

@@ -11,9 +11,10 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use super::raw::RawBytes;
 use super::{Region, RegionError, RegionOp, checked_range};
 
-/// Alignment of the heap block: a cache line, so that nodes the map lays out on
-/// cache-line boundaries stay there in memory.
-const ALIGN: usize = 64;
+/// Alignment of the heap block. No more than what `malloc` guarantees anyway: for a
+/// larger alignment the system allocator cannot use `calloc`, and zeroes the whole
+/// capacity eagerly instead of letting the OS hand out zero pages as they are touched.
+const ALIGN: usize = 16;
 
 /// Capacity reserved by [`VecRegion::new`]: 64 MiB of address space. Pages are only
 /// touched as the region grows into them.
@@ -71,7 +72,7 @@ impl VecRegion {
             None => return Err(full),
             // A zero-sized allocation is not allowed; an aligned dangling pointer is valid
             // for zero-byte accesses.
-            Some(_) if capacity == 0 => NonNull::<[u8; ALIGN]>::dangling().cast::<u8>(),
+            Some(_) if capacity == 0 => NonNull::<u128>::dangling().cast::<u8>(),
             // SAFETY: the layout has a non-zero size (the arm above took zero).
             Some(layout) => NonNull::new(unsafe { alloc_zeroed(layout) }).ok_or(full)?,
         };

@@ -1,0 +1,307 @@
+//! Changing the trie inside a write transaction.
+//!
+//! A transaction does not write trie nodes as it goes. The first time it changes a
+//! committed node it decodes it into the transaction's arena (and frees the committed
+//! entry, which stays readable until the commit no longer needs it); from then on the
+//! node is changed in memory. At commit every node in the arena is encoded and written
+//! exactly once, children first, at its exact size. So a transaction that touches a node
+//! a thousand times writes it once, a bulk load leaves no holes, and nothing in the
+//! region changes before the commit.
+//!
+//! Keys sit at the shallowest depth where their hash chunk is unique among their
+//! neighbours (CHAMP's layout): a branch slot holds a pair inline or a child node, and a
+//! child subtree always holds at least two pairs. Removal restores that: a subtree left
+//! with one pair collapses into its parent's slot. So the trie's shape depends only on
+//! the set of keys.
+
+use alloc::vec::Vec;
+
+use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueBuf, ValueRef, chunk};
+use super::trie::{self, NodeRef, NodeStore, NodeStoreMut};
+use crate::Error;
+use crate::buffer::format::{EntryKind, HEADER_LEN};
+
+/// A node as a transaction refers to it: a committed entry's offset (a multiple of 8),
+/// or an arena slot `i` as `i << 1 | 1`. `0` is no node.
+pub(crate) type NodeId = u64;
+
+fn is_dirty(id: NodeId) -> bool {
+    id & 1 == 1
+}
+
+fn slot_of(id: NodeId) -> usize {
+    (id >> 1) as usize
+}
+
+fn dirty_id(slot: usize) -> NodeId {
+    ((slot as u64) << 1) | 1
+}
+
+/// The nodes a transaction changed, in memory until commit.
+#[derive(Default)]
+pub(crate) struct Arena {
+    nodes: Vec<NodeBuf>,
+}
+
+impl Arena {
+    fn push(&mut self, node: NodeBuf) -> NodeId {
+        self.nodes.push(node);
+        dirty_id(self.nodes.len() - 1)
+    }
+
+    fn get(&self, id: NodeId) -> &NodeBuf {
+        &self.nodes[slot_of(id)]
+    }
+
+    fn get_mut(&mut self, id: NodeId) -> &mut NodeBuf {
+        &mut self.nodes[slot_of(id)]
+    }
+}
+
+/// What removing a key did to a subtree.
+pub(crate) enum Removal {
+    /// The subtree is now this node.
+    Node(NodeId),
+    /// The subtree shrank to one pair, which belongs inline in the parent.
+    Collapsed(PairBuf),
+    /// The subtree is empty (only a root can become empty).
+    Emptied,
+}
+
+/// A transaction's view of the trie: its arena over the committed entries of `store`.
+pub(crate) struct TxnTrie<'a, S: NodeStoreMut> {
+    pub(crate) store: &'a mut S,
+    pub(crate) arena: &'a mut Arena,
+}
+
+impl<S: NodeStoreMut> TxnTrie<'_, S> {
+    /// Makes `id` (at `depth`) a node of the arena, copying a committed node in.
+    fn own(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
+        if is_dirty(id) {
+            return Ok(id);
+        }
+        let node = match trie::read_node(&*self.store, id, depth)? {
+            NodeRef::Branch(b) => NodeBuf::from_branch(&b)?,
+            NodeRef::Collision(c) => NodeBuf::from_collision(&c)?,
+        };
+        // The committed node stays readable (for snapshots and crash recovery) until the
+        // commit that replaces it no longer needs it.
+        self.store.free_entry(id)?;
+        Ok(self.arena.push(node))
+    }
+
+    /// Builds the subtree at `depth` holding two pairs whose hashes agree above it.
+    fn two_pair_subtree(
+        &mut self,
+        depth: u32,
+        a: (PairBuf, [u64; 2]),
+        b: (PairBuf, [u64; 2]),
+    ) -> NodeId {
+        let mut node = NodeBuf::default();
+        if depth >= MAX_DEPTH {
+            let (mut x, mut y) = (a.0, b.0);
+            if y.key < x.key {
+                core::mem::swap(&mut x, &mut y);
+            }
+            node.pairs = alloc::vec![x, y];
+        } else {
+            let (ia, ib) = (chunk(a.1, depth), chunk(b.1, depth));
+            if ia == ib {
+                let child = self.two_pair_subtree(depth + 1, a, b);
+                node.insert_child(ia, child);
+            } else {
+                node.insert_pair(ia, a.0);
+                node.insert_pair(ib, b.0);
+            }
+        }
+        self.arena.push(node)
+    }
+
+    /// Inserts or replaces `pair` (whose key hashes to `hash`) in the subtree `id` at
+    /// `depth`. `hash_of` hashes keys already in the trie when two must be split apart.
+    /// Returns the subtree's node and the value replaced, if the key was there.
+    pub(crate) fn insert(
+        &mut self,
+        hash_of: &dyn Fn(&[u8]) -> [u64; 2],
+        id: NodeId,
+        depth: u32,
+        hash: [u64; 2],
+        pair: PairBuf,
+    ) -> Result<(NodeId, Option<ValueBuf>), Error> {
+        if id == 0 {
+            let mut node = NodeBuf::default();
+            node.insert_pair(chunk(hash, depth), pair);
+            return Ok((self.arena.push(node), None));
+        }
+        let id = self.own(id, depth)?;
+        if depth >= MAX_DEPTH {
+            let node = self.arena.get_mut(id);
+            let replaced = match node
+                .pairs
+                .binary_search_by(|p| p.key.as_slice().cmp(&pair.key))
+            {
+                Ok(i) => Some(core::mem::replace(&mut node.pairs[i], pair).value),
+                Err(i) => {
+                    node.pairs.insert(i, pair);
+                    None
+                }
+            };
+            return Ok((id, replaced));
+        }
+        let idx = chunk(hash, depth);
+        let bit = 1u64 << idx;
+        let node = self.arena.get_mut(id);
+        if node.datamap & bit != 0 {
+            let existing = node.pair_mut(idx);
+            if existing.key == pair.key {
+                return Ok((
+                    id,
+                    Some(core::mem::replace(&mut existing.value, pair.value)),
+                ));
+            }
+            let existing = node.take_pair(idx);
+            let existing_hash = hash_of(&existing.key);
+            let child = self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
+            self.arena.get_mut(id).insert_child(idx, child);
+            Ok((id, None))
+        } else if node.nodemap & bit != 0 {
+            let child = node.child_at(idx);
+            let (new_child, replaced) = self.insert(hash_of, child, depth + 1, hash, pair)?;
+            self.arena.get_mut(id).set_child(idx, new_child);
+            Ok((id, replaced))
+        } else {
+            node.insert_pair(idx, pair);
+            Ok((id, None))
+        }
+    }
+
+    /// Removes `key`, which the caller found in the subtree `id` at `depth`; returns
+    /// what became of the subtree and the removed value.
+    pub(crate) fn remove(
+        &mut self,
+        id: NodeId,
+        depth: u32,
+        hash: [u64; 2],
+        key: &[u8],
+    ) -> Result<(Removal, ValueBuf), Error> {
+        let id = self.own(id, depth)?;
+        let node = self.arena.get_mut(id);
+        let removed = if depth >= MAX_DEPTH {
+            let i = node
+                .pairs
+                .binary_search_by(|p| p.key.as_slice().cmp(key))
+                .map_err(|_| Error::corrupted(0, "key vanished during removal"))?;
+            node.pairs.remove(i).value
+        } else {
+            let idx = chunk(hash, depth);
+            let bit = 1u64 << idx;
+            if node.datamap & bit != 0 {
+                node.take_pair(idx).value
+            } else if node.nodemap & bit != 0 {
+                let child = node.child_at(idx);
+                let (result, value) = self.remove(child, depth + 1, hash, key)?;
+                let node = self.arena.get_mut(id);
+                match result {
+                    Removal::Node(c) => node.set_child(idx, c),
+                    Removal::Collapsed(pair) => {
+                        if depth > 0 && node.pairs.is_empty() && node.children.len() == 1 {
+                            // This node only led to the collapsed subtree: it goes too.
+                            return Ok((Removal::Collapsed(pair), value));
+                        }
+                        node.remove_child(idx);
+                        node.insert_pair(idx, pair);
+                    }
+                    Removal::Emptied => node.remove_child(idx),
+                }
+                value
+            } else {
+                return Err(Error::corrupted(0, "key vanished during removal"));
+            }
+        };
+        let node = self.arena.get_mut(id);
+        if node.pairs.is_empty() && node.children.is_empty() {
+            return Ok((Removal::Emptied, removed));
+        }
+        if depth > 0 && node.pairs.len() == 1 && node.children.is_empty() {
+            return Ok((Removal::Collapsed(node.pairs.remove(0)), removed));
+        }
+        Ok((Removal::Node(id), removed))
+    }
+
+    /// Writes the arena's nodes reachable from `id` (children first) and returns the
+    /// committed offset of `id`.
+    pub(crate) fn flush(&mut self, id: NodeId, depth: u32) -> Result<u64, Error> {
+        if !is_dirty(id) {
+            return Ok(id);
+        }
+        let mut node = core::mem::take(self.arena.get_mut(id));
+        for i in 0..node.children.len() {
+            node.children[i] = self.flush(node.children[i], depth + 1)?;
+        }
+        let (kind, payload) = if depth < MAX_DEPTH {
+            (EntryKind::Branch, node.encode_branch())
+        } else {
+            (EntryKind::Collision, node.encode_collision())
+        };
+        let capacity = HEADER_LEN as u64 + payload.len() as u64;
+        self.store
+            .write_entry(kind, u64::from(depth), &payload, capacity)
+    }
+}
+
+/// Looks `key` up in a transaction's trie: arena nodes first, committed ones below.
+pub(crate) fn get<'a, S: NodeStore>(
+    store: &'a S,
+    arena: &'a Arena,
+    root: NodeId,
+    hash: [u64; 2],
+    key: &[u8],
+) -> Result<Option<&'a [u8]>, Error> {
+    let mut id = root;
+    let mut depth = 0;
+    while is_dirty(id) {
+        let node = arena.get(id);
+        if depth >= MAX_DEPTH {
+            return node
+                .pairs
+                .binary_search_by(|p| p.key.as_slice().cmp(key))
+                .ok()
+                .map(|i| inline_or_entry(store, &node.pairs[i].value))
+                .transpose();
+        }
+        let idx = chunk(hash, depth);
+        let bit = 1u64 << idx;
+        if node.datamap & bit != 0 {
+            let pair = node.pair(idx);
+            if pair.key != key {
+                return Ok(None);
+            }
+            return inline_or_entry(store, &pair.value).map(Some);
+        }
+        if node.nodemap & bit == 0 {
+            return Ok(None);
+        }
+        id = node.child_at(idx);
+        depth += 1;
+    }
+    if id == 0 {
+        return Ok(None);
+    }
+    match trie::get_from(store, id, depth, hash, key)? {
+        Some(v) => Ok(Some(trie::value_bytes(store, v)?)),
+        None => Ok(None),
+    }
+}
+
+fn inline_or_entry<'a, S: NodeStore>(store: &'a S, value: &'a ValueBuf) -> Result<&'a [u8], Error> {
+    match value {
+        ValueBuf::Inline(v) => Ok(v),
+        ValueBuf::Entry { offset, len } => trie::value_bytes(
+            store,
+            ValueRef::Entry {
+                offset: *offset,
+                len: *len,
+            },
+        ),
+    }
+}
