@@ -30,7 +30,7 @@ pub use buffer::{
 };
 pub use error::Error;
 pub use map::{
-    KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapOptions, MapStats, Murmur3, OwnedPair, Pair,
-    ReadTxn, Value, WriteTxn,
+    CheckReport, KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapCompactReport, MapOptions,
+    MapStats, Murmur3, OwnedPair, Pair, ReadTxn, Value, WriteTxn,
 };
 pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};

@@ -229,9 +229,11 @@ pub unsafe trait Region {
     ///
     /// # Safety
     ///
-    /// 1. No view of any byte at or after `new_len` is alive during or after this call.
-    /// 2. No other thread reads, views, writes, grows or truncates the region while this
-    ///    call runs.
+    /// 1. No view of any byte at or after `new_len` is alive during or after this call,
+    ///    and no read of those bytes runs concurrently.
+    /// 2. No other thread writes those bytes, grows or truncates the region while this
+    ///    call runs. (Readers of bytes below `new_len` may go on: implementations lower
+    ///    the length before releasing anything.)
     unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError>;
 
     /// A durability barrier for `offset .. offset + len`: when it returns `Ok`, every

@@ -218,7 +218,7 @@ mod tests {
         let mut model = [true; 512];
         free.release(0, 512);
         let mut live: Vec<(u64, u64)> = Vec::new();
-        for _ in 0..2000 {
+        for _ in 0..if cfg!(miri) { 150 } else { 2000 } {
             if next(2) == 0 {
                 let len = next(40) + 1;
                 if let Some(off) = free.allocate(len) {

@@ -708,4 +708,8 @@ impl<R: Region> crate::map::trie::NodeStoreMut for Space<R> {
     fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
         Space::free_entry(self, offset)
     }
+
+    fn lowest_fit(&self, capacity: u64) -> u64 {
+        Space::lowest_fit(self, capacity)
+    }
 }

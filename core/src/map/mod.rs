@@ -7,6 +7,7 @@
 //! - `write`: changing it inside a write transaction, and writing the changes at commit.
 //! - [`Map`], [`ReadTxn`], [`WriteTxn`]: the public types.
 
+mod check;
 pub(crate) mod node;
 pub(crate) mod trie;
 mod write;
@@ -15,7 +16,9 @@ use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::buffer::format::{EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind};
+use crate::buffer::format::{
+    DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind,
+};
 use crate::buffer::space::{Durability, Space, Walker, read_entry};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
@@ -23,6 +26,8 @@ pub use node::MAX_KEY_LEN;
 use node::{Branch, Collision, PairBuf, ValueBuf, ValueRef};
 use trie::NodeStore;
 use write::{Arena, NodeId, Removal, TxnTrie};
+
+pub use check::{CheckReport, MAX_PROBLEMS, Problem};
 
 /// Largest value the format holds.
 pub const MAX_VALUE_LEN: u64 = MAX_PAYLOAD;
@@ -73,6 +78,22 @@ pub type Pair<'a> = (&'a [u8], &'a [u8]);
 
 /// A key and its value, copied out.
 pub type OwnedPair = (Vec<u8>, Vec<u8>);
+
+/// Bytes a compaction step copies before it commits.
+const COMPACT_STEP_BYTES: u64 = 4 << 20;
+
+/// What [`Map::compact`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MapCompactReport {
+    /// Bytes of nodes and values copied to lower addresses.
+    pub bytes_moved: u64,
+    /// Commits made.
+    pub steps: u64,
+    /// Used end before.
+    pub used_end_before: u64,
+    /// Used end after.
+    pub used_end_after: u64,
+}
 
 /// What [`Map::stats`] reports.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -401,6 +422,84 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         stats.free_bytes = free + stats.region_len.saturating_sub(stats.used_end);
         stats.dead_bytes = pending;
         Ok(stats)
+    }
+
+    /// Moves live nodes and values towards the start of the region and cuts its used
+    /// end, in bounded steps, each a durable commit: a crash at any point leaves a valid
+    /// state, and readers go on meanwhile (a writer waits between steps). Space that an
+    /// open snapshot can still reach stays until the snapshot is dropped, so the cut may
+    /// be smaller while snapshots are open.
+    pub fn compact(&self) -> Result<MapCompactReport, Error> {
+        let mut report = MapCompactReport {
+            used_end_before: self.writer.lock().used_end(),
+            ..MapCompactReport::default()
+        };
+        // Each step moves entries strictly down, so the steps end; the bound is a guard
+        // against a damaged image.
+        for _ in 0..1024 {
+            let moved = self.compact_step(COMPACT_STEP_BYTES)?;
+            if moved == 0 {
+                break;
+            }
+            report.bytes_moved += moved;
+            report.steps += 1;
+        }
+        let mut txn = self.begin_write();
+        // Space freed by the last steps becomes free once no snapshot needs it; learn
+        // the current floor before cutting.
+        let floor = self.snapshots.lock().floor();
+        txn.space.set_reader_floor(floor);
+        txn.space.shrink_to_fit();
+        txn.commit()?;
+        self.writer.lock().release_tail()?;
+        report.steps += 1;
+        report.used_end_after = self.writer.lock().used_end();
+        Ok(report)
+    }
+
+    /// One compaction step: copies up to about `budget` bytes of nodes and values that
+    /// lie above where a tightly packed region would end into lower free space, and
+    /// commits durably. Returns the bytes taken (0: nothing left to move).
+    pub fn compact_step(&self, budget: u64) -> Result<u64, Error> {
+        let live = self.live_entry_bytes()?;
+        let mut txn = self.begin_write();
+        let limit = DATA_START + live;
+        let mut left = budget.max(1);
+        let mut trie = TxnTrie {
+            store: &mut *txn.space,
+            arena: &mut txn.arena,
+        };
+        txn.root = trie.relocate(txn.root, 0, limit, &mut left)?;
+        let taken = budget.max(1) - left;
+        if taken == 0 {
+            txn.abort();
+            return Ok(0);
+        }
+        txn.commit()?;
+        Ok(taken)
+    }
+
+    /// Bytes of every entry the last commit reaches (headers included).
+    fn live_entry_bytes(&self) -> Result<u64, Error> {
+        let snapshot = self.begin_read();
+        let hash = |k: &[u8]| self.hash(k);
+        let report = check::check(self.region.as_ref(), snapshot.meta, &hash);
+        match report.problems.first() {
+            Some(p) => Err(Error::Corrupted {
+                offset: p.offset,
+                what: p.what,
+            }),
+            None => Ok(report.entry_bytes),
+        }
+    }
+
+    /// Walks every node and value entry of the last commit and reports every problem
+    /// with its offset: checksums, structure, canonical shape, key count. Readers and
+    /// writers go on meanwhile (it reads a snapshot).
+    pub fn check(&self) -> CheckReport {
+        let snapshot = self.begin_read();
+        let hash = |k: &[u8]| self.hash(k);
+        check::check(self.region.as_ref(), snapshot.meta, &hash)
     }
 
     fn release_snapshot(&self, txid: u64) {

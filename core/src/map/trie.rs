@@ -23,6 +23,8 @@ pub(crate) trait NodeStoreMut: NodeStore {
         capacity: u64,
     ) -> Result<u64, Error>;
     fn free_entry(&mut self, offset: u64) -> Result<(), Error>;
+    /// Where an entry of `capacity` bytes would be allocated now.
+    fn lowest_fit(&self, capacity: u64) -> u64;
 }
 
 /// A node of either kind, borrowed.

@@ -228,6 +228,73 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         Ok((Removal::Node(id), removed))
     }
 
+    /// Compaction's pass: takes into the arena every committed node that ends above
+    /// `limit` where a lower place is free, with the path to it, and copies value
+    /// entries the same way, so that the commit writes them low. Stops taking new work
+    /// once `budget` bytes were taken. Returns the subtree's node.
+    pub(crate) fn relocate(
+        &mut self,
+        id: NodeId,
+        depth: u32,
+        limit: u64,
+        budget: &mut u64,
+    ) -> Result<NodeId, Error> {
+        if is_dirty(id) || id == 0 || *budget == 0 {
+            return Ok(id);
+        }
+        let (header, _) = self.store.entry(id)?;
+        let cap = u64::from(header.capacity);
+        let (children, values) = match trie::read_node(&*self.store, id, depth)? {
+            NodeRef::Branch(b) => {
+                let children = (0..b.child_count())
+                    .map(|i| b.child(i))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let values = (0..b.pair_count())
+                    .map(|i| b.pair(i).map(|p| p.value))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (children, entry_values(&values))
+            }
+            NodeRef::Collision(c) => {
+                let values = (0..c.len())
+                    .map(|i| c.pair(i).map(|p| p.value))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (Vec::new(), entry_values(&values))
+            }
+        };
+        let mut new_children = Vec::with_capacity(children.len());
+        for &child in &children {
+            new_children.push(self.relocate(child, depth + 1, limit, budget)?);
+        }
+        let moves_down =
+            |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
+        let mut high_values = Vec::new();
+        for &(rank, offset) in &values {
+            let (vh, _) = self.store.entry(offset)?;
+            if moves_down(self.store, offset, u64::from(vh.capacity)) {
+                high_values.push(rank);
+            }
+        }
+        let node_high = moves_down(self.store, id, cap);
+        if new_children == children && high_values.is_empty() && !node_high {
+            return Ok(id);
+        }
+        *budget = budget.saturating_sub(cap);
+        let id = self.own(id, depth)?;
+        self.arena.get_mut(id).children = new_children;
+        for rank in high_values {
+            let ValueBuf::Entry { offset, len } = self.arena.get(id).pairs[rank].value else {
+                continue;
+            };
+            let bytes = trie::value_bytes(&*self.store, ValueRef::Entry { offset, len })?.to_vec();
+            let (vh, _) = self.store.entry(offset)?;
+            let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
+            self.store.free_entry(offset)?;
+            *budget = budget.saturating_sub(u64::from(vh.capacity));
+            self.arena.get_mut(id).pairs[rank].value = ValueBuf::Entry { offset: new, len };
+        }
+        Ok(id)
+    }
+
     /// Writes the arena's nodes reachable from `id` (children first) and returns the
     /// committed offset of `id`.
     pub(crate) fn flush(&mut self, id: NodeId, depth: u32) -> Result<u64, Error> {
@@ -291,6 +358,18 @@ pub(crate) fn get<'a, S: NodeStore>(
         Some(v) => Ok(Some(trie::value_bytes(store, v)?)),
         None => Ok(None),
     }
+}
+
+/// The ranks and offsets of the pairs whose values live in value entries.
+fn entry_values(values: &[ValueRef<'_>]) -> Vec<(usize, u64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(rank, v)| match v {
+            ValueRef::Entry { offset, .. } => Some((rank, *offset)),
+            ValueRef::Inline(_) => None,
+        })
+        .collect()
 }
 
 fn inline_or_entry<'a, S: NodeStore>(store: &'a S, value: &'a ValueBuf) -> Result<&'a [u8], Error> {

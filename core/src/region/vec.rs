@@ -196,7 +196,8 @@ unsafe impl Region for VecRegion {
         // Fits: new_len < old length <= capacity, a usize.
         self.len.store(new_len as usize, Ordering::Release);
         // SAFETY: the caller guarantees that no view of the released bytes is alive and
-        // that no other thread uses the region during this call.
+        // that no other thread reads or writes them during this call; the length was
+        // lowered first, so no new checked access can reach them.
         let zeroed = unsafe { self.bytes.zero(range) };
         debug_assert!(zeroed, "the old length never exceeds the capacity");
         Ok(new_len)
