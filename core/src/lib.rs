@@ -20,6 +20,7 @@ pub mod buffer;
 mod error;
 pub mod hash;
 pub mod map;
+mod prefetch;
 pub mod region;
 
 pub use buffer::{

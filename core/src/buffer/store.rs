@@ -235,7 +235,18 @@ impl<R: Region> Buffer<R> {
     pub fn open(region: R) -> Result<Self, Error> {
         let space = Space::open(region, StructureKind::Buffer, &IdWalker)?;
         let meta = *space.committed();
-        if meta.height > ids::MAX_HEIGHT || meta.next_id == 0 {
+        // The counters size allocations and are decremented later: they must fit what
+        // the data area can hold (each record takes at least a header).
+        let records_max = (meta.used_end - DATA_START) / HEADER_LEN as u64;
+        let records = meta.count.saturating_add(meta.removed_count);
+        if meta.height > ids::MAX_HEIGHT
+            || (meta.root == 0) != (meta.height == 0)
+            || meta.next_id == 0
+            || meta.txid == u64::MAX
+            || records > records_max
+            || records >= meta.next_id
+            || meta.live_bytes.saturating_add(meta.removed_bytes) > meta.used_end
+        {
             return Err(Error::corrupted(0, "buffer meta out of range"));
         }
         Ok(Self::from_space(space))

@@ -7,6 +7,7 @@
 //! - `write`: changing it inside a write transaction, and writing the changes at commit.
 //! - [`Map`], [`ReadTxn`], [`WriteTxn`]: the public types.
 
+mod bulk;
 mod check;
 pub(crate) mod node;
 pub(crate) mod trie;
@@ -424,6 +425,40 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         Ok(stats)
     }
 
+    /// Fills an empty map from `pairs` in one durable commit, far faster than one `put`
+    /// at a time: the pairs are sorted by their path and the trie is written bottom-up,
+    /// each node once, packed. A repeated key keeps its last value. Returns the number
+    /// of keys. A map that is not empty is an [`Error::InvalidOption`].
+    pub fn bulk_load<K, V>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<u64, Error>
+    where
+        K: AsRef<[u8]>,
+        V: AsRef<[u8]>,
+    {
+        let mut txn = self.begin_write();
+        if txn.root != 0 {
+            return Err(Error::InvalidOption {
+                what: "bulk_load needs an empty map",
+            });
+        }
+        let mut placed = Vec::new();
+        for (key, value) in pairs {
+            let (key, value) = (key.as_ref(), value.as_ref());
+            let hash = self.hash(key);
+            let pair = txn.pair_for(key, value, hash)?;
+            placed.push(bulk::Placed { hash, pair });
+        }
+        // Every entry the transaction wrote must be reachable at commit (the commit's
+        // digest counts them): free the values of repeated keys that lost.
+        for dropped in bulk::sort_and_dedup(&mut placed) {
+            txn.free_value(dropped.pair.value)?;
+        }
+        txn.root = bulk::build_root(&mut *txn.space, &mut placed)?;
+        txn.count = placed.len() as u64;
+        let count = txn.count;
+        txn.commit()?;
+        Ok(count)
+    }
+
     /// Moves live nodes and values towards the start of the region and cuts its used
     /// end, in bounded steps, each a durable commit: a crash at any point leaves a valid
     /// state, and readers go on meanwhile (a writer waits between steps). Space that an
@@ -524,6 +559,13 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
     fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
         read_entry(self.region, self.seed, offset, self.used_end, false)
     }
+
+    fn prefetch(&self, offset: u64) {
+        // The header and the bitmaps: the first line a lookup reads.
+        if let Ok(bytes) = self.region.view(offset, 1) {
+            crate::prefetch::prefetch(bytes);
+        }
+    }
 }
 
 /// A consistent snapshot of the map at one commit.
@@ -554,6 +596,19 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
             Some(v) => Ok(Some(rebase(self.map.region.as_ref(), v)?)),
             None => Ok(None),
         }
+    }
+
+    /// Looks up many keys at once, in order: the walks of up to 16 keys advance
+    /// together and prefetch their next nodes, so their cache misses overlap. On a large
+    /// map this answers several times as many lookups per second as `get` in a loop.
+    pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<&[u8]>>, Error> {
+        let hashes: Vec<[u64; 2]> = keys.iter().map(|k| self.map.hash(k)).collect();
+        let mut found = Vec::with_capacity(keys.len());
+        trie::get_many(&self.store, self.meta.root, &hashes, keys, &mut found)?;
+        found
+            .into_iter()
+            .map(|v| v.map(|v| trie::value_bytes(&self.store, v)).transpose())
+            .collect()
     }
 
     /// Whether `key` is in this snapshot.
@@ -660,6 +715,44 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     /// Sets `key` to `value`; returns `true` when the key was new, `false` when it
     /// replaced a value.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
+        let map = self.map;
+        let hash = map.hash(key);
+        let pair = self.pair_for(key, value, hash)?;
+        let value_entry = match pair.value {
+            ValueBuf::Entry { offset, len } => Some(ValueBuf::Entry { offset, len }),
+            ValueBuf::Inline(_) => None,
+        };
+        let hash_of = |k: &[u8]| map.hash(k);
+        let mut trie = TxnTrie {
+            store: &mut *self.space,
+            arena: &mut self.arena,
+        };
+        let (root, replaced) = match trie.insert(&hash_of, self.root, 0, hash, pair) {
+            Ok(done) => done,
+            Err(e) => {
+                // Every entry the transaction wrote must be reachable at commit.
+                if let Some(v) = value_entry {
+                    self.free_value(v)?;
+                }
+                return Err(e);
+            }
+        };
+        self.root = root;
+        match replaced {
+            None => {
+                self.count += 1;
+                Ok(true)
+            }
+            Some(old) => {
+                self.free_value(old)?;
+                Ok(false)
+            }
+        }
+    }
+
+    /// Checks a key and value against the format's limits and builds their pair,
+    /// writing a value entry for a value above the inline limit.
+    fn pair_for(&mut self, key: &[u8], value: &[u8], hash: [u64; 2]) -> Result<PairBuf, Error> {
         if key.len() > MAX_KEY_LEN {
             return Err(Error::TooLarge {
                 what: "key",
@@ -674,9 +767,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 max: MAX_VALUE_LEN,
             });
         }
-        let map = self.map;
-        let hash = map.hash(key);
-        let value = if value.len() as u64 <= u64::from(map.inline_max) {
+        let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
             ValueBuf::Inline(value.to_vec())
         } else {
             let offset = self
@@ -687,27 +778,10 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 len: value.len() as u32,
             }
         };
-        let pair = PairBuf {
+        Ok(PairBuf {
             key: key.to_vec(),
             value,
-        };
-        let hash_of = |k: &[u8]| map.hash(k);
-        let mut trie = TxnTrie {
-            store: &mut *self.space,
-            arena: &mut self.arena,
-        };
-        let (root, replaced) = trie.insert(&hash_of, self.root, 0, hash, pair)?;
-        self.root = root;
-        match replaced {
-            None => {
-                self.count += 1;
-                Ok(true)
-            }
-            Some(old) => {
-                self.free_value(old)?;
-                Ok(false)
-            }
-        }
+        })
     }
 
     fn free_value(&mut self, value: ValueBuf) -> Result<(), Error> {

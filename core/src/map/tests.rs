@@ -493,3 +493,72 @@ fn compaction_keeps_what_an_open_snapshot_reads() {
     let report = map.compact().unwrap();
     assert!(report.used_end_after < before / 2, "{report:?} vs {before}");
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: if cfg!(miri) { 2 } else { 64 },
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn bulk_load_builds_the_trie_puts_build(
+        pairs in prop::collection::vec(
+            (prop::collection::vec(any::<u8>(), 0..5), prop::collection::vec(any::<u8>(), 0..24)),
+            0..if cfg!(miri) { 12 } else { 120 },
+        ),
+    ) {
+        let by_puts = Map::create(region(), small_inline()).unwrap();
+        let mut txn = by_puts.begin_write();
+        let mut model = Model::new();
+        for (k, v) in &pairs {
+            txn.put(k, v).unwrap();
+            model.insert(k.clone(), v.clone());
+        }
+        txn.commit().unwrap();
+        let bulk = Map::create(region(), small_inline()).unwrap();
+        prop_assert_eq!(bulk.bulk_load(pairs.iter().cloned()).unwrap(), model.len() as u64);
+        prop_assert_eq!(shape(&bulk), shape(&by_puts));
+        let report = bulk.check();
+        prop_assert!(report.is_ok(), "{:?}", report.problems);
+        let bulk = Map::open(bulk.into_region()).unwrap();
+        check_snapshot(&bulk.begin_read(), &model);
+    }
+
+    #[test]
+    fn get_many_agrees_with_get(
+        keys in prop::collection::hash_set(prop::collection::vec(0u8..8, 0..4), 0..60),
+        probes in prop::collection::vec(prop::collection::vec(0u8..8, 0..4), 0..40),
+    ) {
+        let spread = Map::create(region(), small_inline()).unwrap();
+        let collide = Map::create_with_hasher(region(), small_inline(), FewBits).unwrap();
+        spread.bulk_load(keys.iter().map(|k| (k, [k.len() as u8; 10]))).unwrap();
+        collide.bulk_load(keys.iter().map(|k| (k, [k.len() as u8; 10]))).unwrap();
+        // Present and absent keys, more than one batch of lanes.
+        let wanted: Vec<&[u8]> = probes.iter().chain(keys.iter()).map(Vec::as_slice).collect();
+        let (a, b) = (spread.begin_read(), collide.begin_read());
+        let (many_a, many_b) = (a.get_many(&wanted).unwrap(), b.get_many(&wanted).unwrap());
+        prop_assert_eq!(many_a.len(), wanted.len());
+        for (i, k) in wanted.iter().enumerate() {
+            prop_assert_eq!(many_a[i], a.get(k).unwrap());
+            prop_assert_eq!(many_b[i], b.get(k).unwrap());
+        }
+    }
+}
+
+#[test]
+fn bulk_load_refuses_a_map_that_is_not_empty_and_keeps_last_duplicates() {
+    let map = Map::create(region(), small_inline()).unwrap();
+    let big = [9u8; 100];
+    let n = map
+        .bulk_load([(&b"a"[..], &big[..]), (b"b", b"1"), (b"a", b"2")])
+        .unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(&*map.get(b"a").unwrap().unwrap(), b"2");
+    assert!(map.check().is_ok(), "{:?}", map.check().problems);
+    assert!(matches!(
+        map.bulk_load([(b"c", b"3")]),
+        Err(Error::InvalidOption { .. })
+    ));
+    let map = Map::open(map.into_region()).unwrap();
+    assert_eq!(map.len(), 2);
+}

@@ -11,6 +11,11 @@ use crate::buffer::format::{EntryHeader, EntryKind};
 pub(crate) trait NodeStore {
     /// The entry at `offset` (header checked, checksum not).
     fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error>;
+
+    /// Hints that the entry at `offset` will be read soon.
+    fn prefetch(&self, offset: u64) {
+        let _ = offset;
+    }
 }
 
 /// Write access to entries, for the running transaction.
@@ -110,6 +115,55 @@ pub(crate) fn get_from<'a, S: NodeStore + ?Sized>(
             NodeRef::Collision(c) => return Ok(c.find(key)?.map(|p| p.value)),
         }
     }
+}
+
+/// Lanes walked together by [`get_many`]: enough independent misses to keep the memory
+/// system busy, few enough that the lanes' state stays in registers and L1.
+pub(crate) const LANES: usize = 16;
+
+/// Looks up many keys at once: the walks of up to [`LANES`] keys advance level by level
+/// together, and each next node is prefetched before the other lanes are served, so the
+/// cache misses of different keys overlap instead of queueing.
+pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
+    s: &'a S,
+    root: u64,
+    hashes: &[[u64; 2]],
+    keys: &[&[u8]],
+    out: &mut Vec<Option<ValueRef<'a>>>,
+) -> Result<(), Error> {
+    for (hashes, keys) in hashes.chunks(LANES).zip(keys.chunks(LANES)) {
+        let base = out.len();
+        out.resize(base + keys.len(), None);
+        if root == 0 {
+            continue;
+        }
+        let mut at = [(root, 0u32); LANES];
+        let mut live: u32 = (1u32 << keys.len()) - 1;
+        s.prefetch(root);
+        while live != 0 {
+            let mut lanes = live;
+            while lanes != 0 {
+                let i = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
+                let (off, depth) = at[i];
+                let found = match read_node(s, off, depth)? {
+                    NodeRef::Branch(b) => match b.slot(chunk(hashes[i], depth))? {
+                        SlotRef::Empty => None,
+                        SlotRef::Pair(p) => (p.key == keys[i]).then_some(p.value),
+                        SlotRef::Child(c) => {
+                            at[i] = (c, depth + 1);
+                            s.prefetch(c);
+                            continue;
+                        }
+                    },
+                    NodeRef::Collision(c) => c.find(keys[i])?.map(|p| p.value),
+                };
+                out[base + i] = found;
+                live &= !(1 << i);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Visits every pair of the trie at `root`, node by node (storage order, not key order).

@@ -1,0 +1,24 @@
+//! A hint to the CPU that some bytes will be read soon.
+//!
+//! # Safety
+//!
+//! This module holds the core's one use of a CPU intrinsic. A prefetch instruction never
+//! faults and changes no program state, whatever the address: it only asks the memory
+//! system to start loading a cache line. The pointer handed to it comes from a live view
+//! anyway.
+#![allow(unsafe_code)]
+
+/// Starts loading the cache line holding `bytes[0]` into all cache levels.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has; the instruction
+        // does not dereference its operand architecturally (no fault, no UB for any
+        // address), and this one points into a live slice besides.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(bytes.as_ptr().cast::<i8>()) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
