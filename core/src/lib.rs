@@ -32,6 +32,6 @@ pub use buffer::{
 pub use error::Error;
 pub use map::{
     CheckReport, KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapCompactReport, MapOptions,
-    MapStats, Murmur3, OwnedPair, Pair, ReadTxn, Value, WriteTxn,
+    MapStats, Murmur3, OwnedPair, Pair, ReadTxn, SpaceUsage, Value, WriteTxn,
 };
 pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};

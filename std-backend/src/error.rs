@@ -60,3 +60,77 @@ impl From<RegionError> for OpenError {
         OpenError::Region(err)
     }
 }
+
+/// What a [`Db`](crate::Db) operation can fail with.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum DbError {
+    /// Another process, or another open `Db` in this one, holds the file: a writer
+    /// excludes everyone, read-only opens exclude writers.
+    Locked,
+    /// The database was opened read-only.
+    ReadOnly,
+    /// Opening or creating the file failed.
+    Open(OpenError),
+    /// The core refused: a damaged image (`Corrupted` with an offset), a full disk
+    /// (`Region(NoSpace)`), a key or value too large, ...
+    Core(hamtdb_core::Error),
+    /// The operating system failed otherwise.
+    Io(io::Error),
+}
+
+impl DbError {
+    /// Whether the medium ran out of room (a full disk, a quota, a file-size limit).
+    /// Nothing committed is lost; the failed write can be retried once there is room.
+    pub fn is_no_space(&self) -> bool {
+        matches!(
+            self,
+            DbError::Core(hamtdb_core::Error::Region(RegionError::NoSpace { .. }))
+                | DbError::Open(OpenError::Region(RegionError::NoSpace { .. }))
+        )
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Locked => f.write_str("the database is locked by another open of it"),
+            DbError::ReadOnly => f.write_str("the database was opened read-only"),
+            DbError::Open(err) => write!(f, "could not open the database: {err}"),
+            DbError::Core(err) => err.fmt(f),
+            DbError::Io(err) => write!(f, "I/O error: {err}"),
+        }
+    }
+}
+
+impl core::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            DbError::Open(err) => Some(err),
+            DbError::Core(err) => Some(err),
+            DbError::Io(err) => Some(err),
+            DbError::Locked | DbError::ReadOnly => None,
+        }
+    }
+}
+
+impl From<OpenError> for DbError {
+    fn from(err: OpenError) -> Self {
+        match err {
+            OpenError::Locked => DbError::Locked,
+            other => DbError::Open(other),
+        }
+    }
+}
+
+impl From<hamtdb_core::Error> for DbError {
+    fn from(err: hamtdb_core::Error) -> Self {
+        DbError::Core(err)
+    }
+}
+
+impl From<io::Error> for DbError {
+    fn from(err: io::Error) -> Self {
+        DbError::Io(err)
+    }
+}

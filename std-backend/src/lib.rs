@@ -1,6 +1,10 @@
 //! hamtdb: an embedded, persistent key-value store, a copy-on-write hash trie on a
 //! memory-mapped file.
 //!
+//! [`Db`] is the type most users touch: a thread-safe database in one file, with
+//! snapshot readers that never wait, group commit and background flushing and
+//! compaction.
+//!
 //! This crate is the std backend over the `no_std` core, [`hamtdb_core`], whose public
 //! items it re-exports. It supplies the file: [`FileRegion`] is a [`Region`] over a
 //! memory-mapped file, locked against other openers, that grows without moving and
@@ -11,6 +15,7 @@
 //! the map moving, SIGBUS beyond the end of the file) and how this crate avoids each.
 #![deny(unsafe_code)]
 
+mod db;
 mod error;
 mod file_region;
 mod mmap;
@@ -18,7 +23,8 @@ mod record_io;
 #[cfg(feature = "serde")]
 mod serde_codec;
 
-pub use error::OpenError;
+pub use db::{Db, DbCompactionPolicy, DbWriteTxn, Options};
+pub use error::{DbError, OpenError};
 pub use file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
 pub use hamtdb_core::*;
 pub use record_io::RecordReader;

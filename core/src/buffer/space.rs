@@ -219,10 +219,14 @@ impl<R: Region> Space<R> {
         // Each new entry is counted at most `new_count` times before we stop, so a cycle
         // or shared subtree in a hostile image cannot keep this loop going.
         while let Some(off) = stack.pop() {
-            let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, true)?;
+            // Older entries were durable before this commit: damage in one of them is
+            // reported when it is read, and must not pass for a torn commit here (the
+            // fallback commit may reach space reused since).
+            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, false)?;
             if header.txid <= meta.durable_base {
                 continue;
             }
+            let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, true)?;
             if header.txid > meta.txid {
                 return Err(Error::corrupted(off, "entry written after its commit"));
             }

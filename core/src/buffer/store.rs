@@ -249,6 +249,7 @@ impl<R: Region> Buffer<R> {
         {
             return Err(Error::corrupted(0, "buffer meta out of range"));
         }
+        ids::verify_nodes(&space, meta.root, meta.height)?;
         Ok(Self::from_space(space))
     }
 
@@ -579,7 +580,9 @@ impl<R: Region> Buffer<R> {
             let Slot::Live(off) = slot else {
                 return Ok((slot, 0));
             };
-            let (header, data) = space.entry(off)?;
+            // Verified: a damaged record must not come out of the copy with a fresh
+            // checksum.
+            let (header, data) = space.entry_verified(off)?;
             let ideal = align_up(HEADER_LEN as u64 + room_for(data.len(), ext)).unwrap_or(u64::MAX);
             let cap = u64::from(header.capacity);
             let wanted = cap > ideal || should_move(off, cap);

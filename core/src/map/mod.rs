@@ -83,6 +83,17 @@ pub type OwnedPair = (Vec<u8>, Vec<u8>);
 /// Bytes a compaction step copies before it commits.
 const COMPACT_STEP_BYTES: u64 = 4 << 20;
 
+/// What [`Map::space_usage`] reports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SpaceUsage {
+    /// End of the used part of the region.
+    pub used_end: u64,
+    /// Free bytes below the used end (reusable now).
+    pub free_bytes: u64,
+    /// Bytes freed by commits that a snapshot or a crash may still need.
+    pub pending_bytes: u64,
+}
+
 /// What [`Map::compact`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapCompactReport {
@@ -479,17 +490,37 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             report.bytes_moved += moved;
             report.steps += 1;
         }
+        report.used_end_after = self.shrink()?;
+        report.steps += 1;
+        Ok(report)
+    }
+
+    /// Cuts the used end at the last live byte in a durable commit, and gives the
+    /// region's bytes beyond it back (once no snapshot needs them). The last part of
+    /// [`compact`](Self::compact); returns the new used end.
+    pub fn shrink(&self) -> Result<u64, Error> {
         let mut txn = self.begin_write();
-        // Space freed by the last steps becomes free once no snapshot needs it; learn
+        // Space freed by earlier commits becomes free once no snapshot needs it; learn
         // the current floor before cutting.
         let floor = self.snapshots.lock().floor();
         txn.space.set_reader_floor(floor);
         txn.space.shrink_to_fit();
         txn.commit()?;
-        self.writer.lock().release_tail()?;
-        report.steps += 1;
-        report.used_end_after = self.writer.lock().used_end();
-        Ok(report)
+        let mut space = self.writer.lock();
+        space.release_tail()?;
+        Ok(space.used_end())
+    }
+
+    /// Cheap space figures, without walking the trie: the used end, the free bytes below
+    /// it, and the bytes freed by commits that are not reusable yet.
+    pub fn space_usage(&self) -> SpaceUsage {
+        let space = self.writer.lock();
+        let (free, pending) = space.free_bytes();
+        SpaceUsage {
+            used_end: space.used_end(),
+            free_bytes: free,
+            pending_bytes: pending,
+        }
     }
 
     /// One compaction step: copies up to about `budget` bytes of nodes and values that

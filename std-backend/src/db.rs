@@ -1,0 +1,584 @@
+//! [`Db`]: the core map on a [`FileRegion`], shared between threads, with group commit
+//! and background flushing and compaction.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use hamtdb_core::{
+    CheckReport, Durability, Error, Map, MapCompactReport, MapOptions, MapStats, Murmur3,
+    OwnedPair, ReadTxn, Value, WriteTxn,
+};
+
+use crate::error::DbError;
+use crate::file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
+
+/// When the database compacts by itself (the policies of mmcb).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct DbCompactionPolicy {
+    /// Space: compact when reclaimable bytes (free below the used end, or freed and
+    /// waiting) are at least this percentage of the used bytes **and** at least
+    /// `space_min_bytes`. `0` is off.
+    pub space_percent: u8,
+    /// With `space_percent`: the least number of reclaimable bytes worth a compaction.
+    pub space_min_bytes: u64,
+    /// Time: compact this often. `None` is off.
+    pub interval: Option<Duration>,
+}
+
+/// How to open a [`Db`]. `Db::builder()` starts from the defaults.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Durability of `put`, `delete` and [`DbWriteTxn::commit`]. Default
+    /// [`Durability::Immediate`]: synced before the call returns.
+    pub durability: Durability,
+    /// How the file grows.
+    pub growth: GrowthPolicy,
+    /// Address space reserved for the file's mapping (the most it can grow to).
+    pub reservation: u64,
+    /// Values up to this many bytes live inside their trie node (new databases only).
+    pub inline_max: u32,
+    /// Background compaction.
+    pub compaction: DbCompactionPolicy,
+    /// With [`Durability::Eventual`]: a background thread syncs this often. `None`:
+    /// only [`Db::flush`], a later durable commit, or closing syncs.
+    pub flush_interval: Option<Duration>,
+    /// Open for reading only, with a shared lock: other read-only opens may share the
+    /// file, writers are refused. Writes return [`DbError::ReadOnly`].
+    pub read_only: bool,
+    /// Hash and checksum seed of a new database. `None` (the default) draws a random
+    /// one from the operating system, so that nobody can choose keys that all share one
+    /// path.
+    pub seed: Option<u64>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::Immediate,
+            growth: GrowthPolicy::default(),
+            reservation: DEFAULT_RESERVATION,
+            inline_max: MapOptions::default().inline_max,
+            compaction: DbCompactionPolicy::default(),
+            flush_interval: None,
+            read_only: false,
+            seed: None,
+        }
+    }
+}
+
+impl Options {
+    /// Sets [`durability`](Self::durability).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`growth`](Self::growth).
+    pub fn growth(mut self, growth: GrowthPolicy) -> Self {
+        self.growth = growth;
+        self
+    }
+
+    /// Sets [`reservation`](Self::reservation).
+    pub fn reservation(mut self, bytes: u64) -> Self {
+        self.reservation = bytes;
+        self
+    }
+
+    /// Sets [`inline_max`](Self::inline_max).
+    pub fn inline_max(mut self, bytes: u32) -> Self {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// Sets [`compaction`](Self::compaction).
+    pub fn compaction(mut self, policy: DbCompactionPolicy) -> Self {
+        self.compaction = policy;
+        self
+    }
+
+    /// Sets [`flush_interval`](Self::flush_interval).
+    pub fn flush_interval(mut self, every: Option<Duration>) -> Self {
+        self.flush_interval = every;
+        self
+    }
+
+    /// Sets [`read_only`](Self::read_only).
+    pub fn read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
+    /// Sets [`seed`](Self::seed).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Opens the database at `path`, creating it if it does not exist (unless
+    /// read-only).
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db, DbError> {
+        Db::open_with(path.as_ref(), self)
+    }
+}
+
+/// One change waiting for a group commit.
+enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Delete(Vec<u8>),
+}
+
+/// Changes queued by `put`/`delete` callers; one of them, the leader, applies the whole
+/// queue in one transaction and one sync, then hands every caller its result.
+#[derive(Default)]
+struct Batch {
+    queue: Vec<(u64, Op)>,
+    next_ticket: u64,
+    results: std::collections::HashMap<u64, Result<bool, Error>>,
+    leader: bool,
+}
+
+/// What the threads share.
+struct Shared {
+    map: Map<FileRegion, Murmur3>,
+    options: Options,
+    path: PathBuf,
+    /// Writers queue here, so that they sleep instead of spinning on the core's lock.
+    writer: Mutex<()>,
+    batch: Mutex<Batch>,
+    batch_done: Condvar,
+    /// Commits made with `Eventual` durability that no sync covered yet.
+    unsynced: AtomicBool,
+    stop: Mutex<bool>,
+    stop_signal: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere cannot leave the guarded state half-changed in a way that
+    // matters here (the core keeps its own invariants), so carry on.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A database: the HAMT map on a memory-mapped file, safe to share between threads.
+///
+/// Readers never wait for writers: each read runs on a snapshot of the last commit.
+/// Writers are serialized; `put` and `delete` from many threads are batched into shared
+/// commits (group commit), so concurrent durable writers share syncs. The file is locked
+/// for as long as the `Db` is open: another process (or another `Db` on the same file)
+/// gets [`DbError::Locked`]. That lock is what keeps the memory map sound; a program that
+/// writes the file while it is open, ignoring the lock, breaks every guarantee.
+///
+/// ```
+/// let dir = tempfile::tempdir()?;
+/// let db = hamtdb::Db::open(dir.path().join("my.db"))?;
+/// db.put(b"apple", b"red")?;
+/// assert_eq!(db.get(b"apple")?.as_deref(), Some(&b"red"[..]));
+///
+/// let mut txn = db.begin_write()?;
+/// txn.put(b"pear", b"green")?;
+/// txn.delete(b"apple")?;
+/// txn.commit()?;
+/// assert_eq!(db.len(), 1);
+/// db.close()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Db {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    closed: bool,
+}
+
+impl Db {
+    /// Opens the database at `path` with default [`Options`], creating it if missing.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db, DbError> {
+        Db::open_with(path.as_ref(), Options::default())
+    }
+
+    /// Default options, to change and then [`Options::open`].
+    pub fn builder() -> Options {
+        Options::default()
+    }
+
+    fn open_with(path: &Path, options: Options) -> Result<Db, DbError> {
+        let region_options = FileRegionOptions::default()
+            .growth(options.growth)
+            .reservation(options.reservation)
+            .read_only(options.read_only);
+        let map = if options.read_only || path.exists() {
+            Map::open(FileRegion::open(path, region_options)?)?
+        } else {
+            let seed = match options.seed {
+                Some(seed) => seed,
+                None => random_seed()?,
+            };
+            let map_options = MapOptions {
+                inline_max: options.inline_max,
+                seed,
+            };
+            Map::create(FileRegion::create(path, region_options)?, map_options)?
+        };
+        let shared = Arc::new(Shared {
+            map,
+            path: path.to_path_buf(),
+            writer: Mutex::new(()),
+            batch: Mutex::new(Batch::default()),
+            batch_done: Condvar::new(),
+            unsynced: AtomicBool::new(false),
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+            options,
+        });
+        let mut threads = Vec::new();
+        if !shared.options.read_only {
+            if let Some(every) = shared.options.flush_interval {
+                let s = shared.clone();
+                threads.push(std::thread::spawn(move || s.flusher(every)));
+            }
+            let policy = shared.options.compaction;
+            if policy.space_percent > 0 || policy.interval.is_some() {
+                let s = shared.clone();
+                threads.push(std::thread::spawn(move || s.compactor(policy)));
+            }
+        }
+        Ok(Db {
+            shared,
+            threads,
+            closed: false,
+        })
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The value of `key` at the last commit, borrowed from the file without copying;
+    /// it holds a snapshot (keeping its bytes from being reused) until dropped.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_, FileRegion>>, DbError> {
+        Ok(self.shared.map.get(key)?)
+    }
+
+    /// The value of `key` at the last commit, copied out.
+    pub fn get_owned(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
+        Ok(self.shared.map.get(key)?.map(|v| v.to_vec()))
+    }
+
+    /// Whether `key` is present at the last commit.
+    pub fn contains_key(&self, key: &[u8]) -> Result<bool, DbError> {
+        Ok(self.shared.map.contains_key(key)?)
+    }
+
+    /// Number of keys at the last commit.
+    pub fn len(&self) -> u64 {
+        self.shared.map.len()
+    }
+
+    /// Whether the database held no keys at the last commit.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every pair at the last commit, copied out, in storage order.
+    pub fn iter(&self) -> Result<Vec<OwnedPair>, DbError> {
+        Ok(self.shared.map.iter()?)
+    }
+
+    /// Sets `key` to `value`, committed with the default durability (shared with other
+    /// threads' concurrent writes). Returns `true` when the key was new.
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<bool, DbError> {
+        self.shared.submit(Op::Put(key.to_vec(), value.to_vec()))
+    }
+
+    /// Removes `key`, committed with the default durability. Returns whether it was
+    /// there.
+    pub fn delete(&self, key: &[u8]) -> Result<bool, DbError> {
+        self.shared.submit(Op::Delete(key.to_vec()))
+    }
+
+    /// A snapshot of the last commit; it never waits for writers.
+    pub fn begin_read(&self) -> ReadTxn<'_, FileRegion> {
+        self.shared.map.begin_read()
+    }
+
+    /// The write transaction, waiting while another is open.
+    pub fn begin_write(&self) -> Result<DbWriteTxn<'_>, DbError> {
+        self.shared.writable()?;
+        let guard = lock(&self.shared.writer);
+        Ok(DbWriteTxn {
+            txn: self.shared.map.begin_write(),
+            shared: &self.shared,
+            _writer: guard,
+        })
+    }
+
+    /// Makes every commit so far durable (one sync).
+    pub fn flush(&self) -> Result<(), DbError> {
+        self.shared.flush()
+    }
+
+    /// Compacts now: moves live data towards the start of the file in bounded steps
+    /// (writers get their turn between steps, readers never stop) and shrinks the file.
+    pub fn compact(&self) -> Result<MapCompactReport, DbError> {
+        self.shared.writable()?;
+        self.shared.compact()
+    }
+
+    /// Keys by depth and space accounting.
+    pub fn stats(&self) -> Result<MapStats, DbError> {
+        Ok(self.shared.map.stats()?)
+    }
+
+    /// Verifies every node and value of the last commit; every problem with its offset.
+    pub fn check(&self) -> CheckReport {
+        self.shared.map.check()
+    }
+
+    /// Stops the background threads, syncs what is not yet durable and releases the
+    /// file. Errors are returned, not swallowed (dropping a `Db` closes it too, but has
+    /// nowhere to report them).
+    pub fn close(mut self) -> Result<(), DbError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), DbError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        *lock(&self.shared.stop) = true;
+        self.shared.stop_signal.notify_all();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if self.shared.options.read_only {
+            return Ok(());
+        }
+        self.shared.flush()
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl Shared {
+    fn writable(&self) -> Result<(), DbError> {
+        if self.options.read_only {
+            return Err(DbError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Queues `op` and returns its result once a group commit applied it.
+    fn submit(&self, op: Op) -> Result<bool, DbError> {
+        self.writable()?;
+        let mut batch = lock(&self.batch);
+        let ticket = batch.next_ticket;
+        batch.next_ticket += 1;
+        batch.queue.push((ticket, op));
+        loop {
+            if let Some(result) = batch.results.remove(&ticket) {
+                return Ok(result?);
+            }
+            if batch.leader {
+                batch = self
+                    .batch_done
+                    .wait(batch)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            // Lead: take everything queued so far and commit it together.
+            batch.leader = true;
+            let ops = core::mem::take(&mut batch.queue);
+            drop(batch);
+            let results = self.apply(ops);
+            batch = lock(&self.batch);
+            batch.results.extend(results);
+            batch.leader = false;
+            self.batch_done.notify_all();
+        }
+    }
+
+    /// Applies `ops` in one transaction and commits it with the default durability.
+    fn apply(&self, ops: Vec<(u64, Op)>) -> Vec<(u64, Result<bool, Error>)> {
+        let _writer = lock(&self.writer);
+        let mut txn = self.map.begin_write();
+        let mut results: Vec<(u64, Result<bool, Error>)> = ops
+            .into_iter()
+            .map(|(ticket, op)| {
+                let result = match op {
+                    Op::Put(k, v) => txn.put(&k, &v),
+                    Op::Delete(k) => txn.delete(&k),
+                };
+                (ticket, result)
+            })
+            .collect();
+        if results.iter().all(|(_, r)| r.is_err()) {
+            txn.abort();
+            return results;
+        }
+        let durability = self.options.durability;
+        if let Err(e) = txn.commit_with(durability) {
+            for (_, r) in &mut results {
+                *r = Err(e);
+            }
+        } else if durability != Durability::Immediate {
+            self.unsynced.store(true, Ordering::Release);
+        }
+        results
+    }
+
+    fn flush(&self) -> Result<(), DbError> {
+        let _writer = lock(&self.writer);
+        self.unsynced.store(false, Ordering::Release);
+        self.map.sync()?;
+        Ok(())
+    }
+
+    fn compact(&self) -> Result<MapCompactReport, DbError> {
+        let mut report = MapCompactReport {
+            used_end_before: self.map.space_usage().used_end,
+            ..MapCompactReport::default()
+        };
+        loop {
+            let moved = {
+                let _writer = lock(&self.writer);
+                self.map.compact_step(COMPACT_STEP_BYTES)?
+            };
+            if moved == 0 || self.stopping() {
+                break;
+            }
+            report.bytes_moved += moved;
+            report.steps += 1;
+        }
+        let _writer = lock(&self.writer);
+        report.used_end_after = self.map.shrink()?;
+        report.steps += 1;
+        Ok(report)
+    }
+
+    fn stopping(&self) -> bool {
+        *lock(&self.stop)
+    }
+
+    /// Sleeps `every`, or until stopped; returns whether to go on.
+    fn wait(&self, every: Duration) -> bool {
+        let stop = lock(&self.stop);
+        let (stop, _) = self
+            .stop_signal
+            .wait_timeout_while(stop, every, |stop| !*stop)
+            .unwrap_or_else(PoisonError::into_inner);
+        !*stop
+    }
+
+    fn flusher(&self, every: Duration) {
+        while self.wait(every) {
+            if self.unsynced.load(Ordering::Acquire) {
+                // A failed background sync is retried on the next tick; `flush` and
+                // `close` report errors to the caller.
+                let _ = self.flush();
+            }
+        }
+    }
+
+    fn compactor(&self, policy: DbCompactionPolicy) {
+        let tick = policy
+            .interval
+            .unwrap_or(Duration::from_secs(1))
+            .min(Duration::from_secs(1));
+        let mut last = Instant::now();
+        while self.wait(tick) {
+            let time_due = policy.interval.is_some_and(|every| last.elapsed() >= every);
+            let usage = self.map.space_usage();
+            let reclaimable = usage.free_bytes + usage.pending_bytes;
+            let space_due = policy.space_percent > 0
+                && reclaimable >= policy.space_min_bytes.max(1)
+                && u128::from(reclaimable) * 100
+                    >= u128::from(usage.used_end) * u128::from(policy.space_percent);
+            if time_due || space_due {
+                // Errors surface on the next explicit call; the thread keeps going.
+                let _ = self.compact();
+                last = Instant::now();
+            }
+        }
+    }
+}
+
+/// Bytes a compaction step copies before it commits and lets writers in.
+const COMPACT_STEP_BYTES: u64 = 4 << 20;
+
+/// A 64-bit seed from the operating system's random source.
+fn random_seed() -> Result<u64, DbError> {
+    let mut bytes = [0u8; 8];
+    let mut filled = 0;
+    while filled < bytes.len() {
+        match rustix::rand::getrandom(&mut bytes[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(DbError::Io(e.into())),
+        }
+    }
+    Ok(u64::from_le_bytes(bytes))
+}
+
+/// The database's write transaction: reads see its own changes; [`commit`](Self::commit)
+/// publishes them with the database's default durability; dropping aborts.
+pub struct DbWriteTxn<'d> {
+    txn: WriteTxn<'d, FileRegion>,
+    shared: &'d Shared,
+    _writer: MutexGuard<'d, ()>,
+}
+
+impl DbWriteTxn<'_> {
+    /// The value of `key` as this transaction sees it.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, DbError> {
+        Ok(self.txn.get(key)?)
+    }
+
+    /// Sets `key` to `value`; returns `true` when the key was new.
+    pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, DbError> {
+        Ok(self.txn.put(key, value)?)
+    }
+
+    /// Removes `key`; returns whether it was there.
+    pub fn delete(&mut self, key: &[u8]) -> Result<bool, DbError> {
+        Ok(self.txn.delete(key)?)
+    }
+
+    /// Keys as this transaction sees them.
+    pub fn len(&self) -> u64 {
+        self.txn.len()
+    }
+
+    /// Whether the database is empty as this transaction sees it.
+    pub fn is_empty(&self) -> bool {
+        self.txn.is_empty()
+    }
+
+    /// Publishes the transaction with the database's default durability.
+    pub fn commit(self) -> Result<(), DbError> {
+        let durability = self.shared.options.durability;
+        self.commit_with(durability)
+    }
+
+    /// Publishes the transaction with `durability`.
+    pub fn commit_with(self, durability: Durability) -> Result<(), DbError> {
+        let shared = self.shared;
+        self.txn.commit_with(durability)?;
+        if durability != Durability::Immediate {
+            shared.unsynced.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    /// Drops the transaction's changes.
+    pub fn abort(self) {
+        self.txn.abort();
+    }
+}
