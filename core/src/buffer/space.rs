@@ -696,6 +696,10 @@ impl<R: Region> crate::map::trie::NodeStore for Space<R> {
     fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
         Space::entry(self, offset)
     }
+
+    fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        Space::entry_verified(self, offset)
+    }
 }
 
 impl<R: Region> crate::map::trie::NodeStoreMut for Space<R> {

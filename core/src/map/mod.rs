@@ -591,6 +591,10 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
         read_entry(self.region, self.seed, offset, self.used_end, false)
     }
 
+    fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
+        read_entry(self.region, self.seed, offset, self.used_end, true)
+    }
+
     fn prefetch(&self, offset: u64) {
         // The header and the bitmaps: the first line a lookup reads.
         if let Ok(bytes) = self.region.view(offset, 1) {

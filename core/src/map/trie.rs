@@ -12,6 +12,11 @@ pub(crate) trait NodeStore {
     /// The entry at `offset` (header checked, checksum not).
     fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error>;
 
+    /// The entry at `offset`, its checksum verified. Writers read through this before
+    /// they copy anything, so that damage is reported instead of being copied into a
+    /// fresh entry with a fresh, valid checksum.
+    fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error>;
+
     /// Hints that the entry at `offset` will be read soon.
     fn prefetch(&self, offset: u64) {
         let _ = offset;

@@ -80,6 +80,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         if is_dirty(id) {
             return Ok(id);
         }
+        // Damage must be reported, not copied into a fresh node with a valid checksum.
+        self.store.entry_verified(id)?;
         let node = match trie::read_node(&*self.store, id, depth)? {
             NodeRef::Branch(b) => NodeBuf::from_branch(&b)?,
             NodeRef::Collision(c) => NodeBuf::from_collision(&c)?,
@@ -285,8 +287,14 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             let ValueBuf::Entry { offset, len } = self.arena.get(id).pairs[rank].value else {
                 continue;
             };
-            let bytes = trie::value_bytes(&*self.store, ValueRef::Entry { offset, len })?.to_vec();
-            let (vh, _) = self.store.entry(offset)?;
+            let (vh, bytes) = self.store.entry_verified(offset)?;
+            if vh.kind != EntryKind::Value || vh.len != len {
+                return Err(Error::corrupted(
+                    offset,
+                    "expected a value entry of this length",
+                ));
+            }
+            let bytes = bytes.to_vec();
             let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
             self.store.free_entry(offset)?;
             *budget = budget.saturating_sub(u64::from(vh.capacity));
