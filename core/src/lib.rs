@@ -22,6 +22,8 @@ pub mod hash;
 pub mod map;
 mod prefetch;
 pub mod region;
+#[cfg(test)]
+mod test_alloc;
 
 pub use buffer::{
     Buffer, BufferOptions, BufferStats, BytesCodec, Codec, CodecError, CompactReport,

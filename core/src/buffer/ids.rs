@@ -345,7 +345,11 @@ pub(crate) fn relocate<R: Region>(
 /// or be copied into a fresh node with a fresh checksum. Nodes are a small part of the
 /// data, so the buffer checks them all once when it opens and trusts them afterwards
 /// (records are checked on every read).
-pub(crate) fn verify_nodes<R: Region>(space: &Space<R>, root: u64, height: u32) -> Result<(), Error> {
+pub(crate) fn verify_nodes<R: Region>(
+    space: &Space<R>,
+    root: u64,
+    height: u32,
+) -> Result<(), Error> {
     for_each_node(space, root, height, &mut |off| {
         space.entry_verified(off).map(|_| ())
     })

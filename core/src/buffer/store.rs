@@ -330,7 +330,10 @@ impl<R: Region> Buffer<R> {
     /// change that stopped part-way — a record written but not indexed, an id-tree path
     /// copied up to some level with the old nodes already freed — must never reach a
     /// commit, which would free entries the tree still points to.
-    fn guarded<T>(&mut self, change: impl FnOnce(&mut Self) -> Result<T, Error>) -> Result<T, Error> {
+    fn guarded<T>(
+        &mut self,
+        change: impl FnOnce(&mut Self) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let result = change(self);
         if let Err(e) = &result
             && !matches!(

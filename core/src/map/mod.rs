@@ -13,7 +13,6 @@ pub(crate) mod node;
 pub(crate) mod trie;
 mod write;
 
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
@@ -170,14 +169,16 @@ impl Walker for MapWalker {
 struct Snapshots {
     published: Meta,
     /// Open snapshots by txid, with how many share it.
-    readers: BTreeMap<u64, usize>,
+    /// Open snapshots: (txid, how many share it). A short list (snapshots of distinct
+    /// commits are few) whose room is kept, so opening a snapshot does not allocate.
+    readers: Vec<(u64, usize)>,
 }
 
 impl Snapshots {
     /// The oldest txid a snapshot may read: an open one, or the published commit (a
     /// reader may register at it any moment).
     fn floor(&self) -> u64 {
-        let oldest = self.readers.keys().next().copied().unwrap_or(u64::MAX);
+        let oldest = self.readers.iter().map(|r| r.0).min().unwrap_or(u64::MAX);
         oldest.min(self.published.txid)
     }
 }
@@ -285,7 +286,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             writer: spin::Mutex::new(space),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
-                readers: BTreeMap::new(),
+                readers: Vec::with_capacity(8),
             }),
             hasher,
         }
@@ -326,7 +327,10 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     pub fn begin_read(&self) -> ReadTxn<'_, R, H> {
         let mut snapshots = self.snapshots.lock();
         let meta = snapshots.published;
-        *snapshots.readers.entry(meta.txid).or_insert(0) += 1;
+        match snapshots.readers.iter_mut().find(|r| r.0 == meta.txid) {
+            Some(r) => r.1 += 1,
+            None => snapshots.readers.push((meta.txid, 1)),
+        }
         ReadTxn {
             map: self,
             meta,
@@ -570,10 +574,10 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     fn release_snapshot(&self, txid: u64) {
         let mut snapshots = self.snapshots.lock();
-        if let Some(n) = snapshots.readers.get_mut(&txid) {
-            *n -= 1;
-            if *n == 0 {
-                snapshots.readers.remove(&txid);
+        if let Some(at) = snapshots.readers.iter().position(|r| r.0 == txid) {
+            snapshots.readers[at].1 -= 1;
+            if snapshots.readers[at].1 == 0 {
+                snapshots.readers.swap_remove(at);
             }
         }
     }

@@ -577,3 +577,37 @@ fn bulk_load_refuses_a_map_that_is_not_empty_and_keeps_last_duplicates() {
     let map = Map::open(map.into_region()).unwrap();
     assert_eq!(map.len(), 2);
 }
+
+#[test]
+fn get_allocates_nothing() {
+    let mut bytes = vec![0u8; if cfg!(miri) { 64 << 10 } else { 1 << 20 }];
+    let map = Map::create(crate::SliceRegion::new(&mut bytes), small_inline()).unwrap();
+    let n = if cfg!(miri) { 50u32 } else { 500 };
+    let mut txn = map.begin_write();
+    for i in 0..n {
+        let value = if i % 7 == 0 {
+            vec![1u8; 40]
+        } else {
+            vec![2u8; 4]
+        };
+        txn.put(&i.to_le_bytes(), &value).unwrap();
+    }
+    txn.commit().unwrap();
+    // Warm up: the reader table keeps its room once it has it.
+    drop(map.get(b"warm").unwrap());
+    let (found, allocations) = crate::test_alloc::allocations_during(|| {
+        let mut found = 0;
+        let snapshot = map.begin_read();
+        for i in 0..n + 10 {
+            if let Some(v) = snapshot.get(&i.to_le_bytes()).unwrap() {
+                found += v.len();
+            }
+        }
+        for i in 0..n {
+            found += map.get(&i.to_le_bytes()).unwrap().map_or(0, |v| v.len());
+        }
+        found
+    });
+    assert!(found > 0);
+    assert_eq!(allocations, 0, "the read path allocated");
+}
