@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use hamtdb_core::{
     CheckReport, Durability, Error, Map, MapCompactReport, MapOptions, MapStats, Murmur3,
-    OwnedPair, ReadTxn, Value, WriteTxn,
+    OwnedPair, ReadTxn, Region, Value, WriteTxn,
 };
 
 use crate::error::DbError;
@@ -193,7 +193,8 @@ pub struct Db {
 }
 
 impl Db {
-    /// Opens the database at `path` with default [`Options`], creating it if missing.
+    /// Opens the database at `path` with default [`Options`], creating it if missing (or
+    /// if it is an empty or all-zero file, as a creation cut short by a crash leaves).
     pub fn open(path: impl AsRef<Path>) -> Result<Db, DbError> {
         Db::open_with(path.as_ref(), Options::default())
     }
@@ -209,17 +210,19 @@ impl Db {
             .reservation(options.reservation)
             .read_only(options.read_only);
         let map = if options.read_only || path.exists() {
-            Map::open(FileRegion::open(path, region_options)?)?
+            let region = FileRegion::open(path, region_options)?;
+            if !options.read_only && never_formatted(&region)? {
+                // A creation that died before its first commit (killed, or the power
+                // lost) leaves an empty file or one of zeros, which `Map::open` refuses
+                // for ever. Nothing was ever stored in it: format it as creating would.
+                let map = format(region, &options)?;
+                sync_parent_dir(path)?;
+                map
+            } else {
+                Map::open(region)?
+            }
         } else {
-            let seed = match options.seed {
-                Some(seed) => seed,
-                None => random_seed()?,
-            };
-            let map_options = MapOptions {
-                inline_max: options.inline_max,
-                seed,
-            };
-            Map::create(FileRegion::create(path, region_options)?, map_options)?
+            format(FileRegion::create(path, region_options)?, &options)?
         };
         let shared = Arc::new(Shared {
             map,
@@ -437,7 +440,11 @@ impl Shared {
     fn flush(&self) -> Result<(), DbError> {
         let _writer = lock(&self.writer);
         self.unsynced.store(false, Ordering::Release);
-        self.map.sync()?;
+        if let Err(e) = self.map.sync() {
+            // Not durable after all: the flusher tries again on its next tick.
+            self.unsynced.store(true, Ordering::Release);
+            return Err(e.into());
+        }
         Ok(())
     }
 
@@ -508,6 +515,50 @@ impl Shared {
             }
         }
     }
+}
+
+/// Formats `region` as a new, empty map with `options`.
+fn format(region: FileRegion, options: &Options) -> Result<Map<FileRegion, Murmur3>, DbError> {
+    let seed = match options.seed {
+        Some(seed) => seed,
+        None => random_seed()?,
+    };
+    let map_options = MapOptions {
+        inline_max: options.inline_max,
+        seed,
+    };
+    Ok(Map::create(region, map_options)?)
+}
+
+/// Whether `region` is what a creation that died before its first commit leaves behind:
+/// an empty file, or one that is all zeros (sized, but no meta slot written yet). Any
+/// other file, a damaged database or not a database at all, is left to `Map::open`.
+fn never_formatted(region: &FileRegion) -> Result<bool, DbError> {
+    const CHUNK: u64 = 1 << 20;
+    let len = region.len();
+    let mut at = 0;
+    while at < len {
+        let n = (len - at).min(CHUNK);
+        // `n <= CHUNK`, which fits a usize.
+        let bytes = region
+            .view(at, n as usize)
+            .map_err(|e| DbError::Core(Error::Region(e)))?;
+        if bytes.iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        at += n;
+    }
+    Ok(true)
+}
+
+/// Syncs the directory holding `path`, so that the file's name survives power loss.
+fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
 }
 
 /// Bytes a compaction step copies before it commits and lets writers in.

@@ -93,6 +93,15 @@ pub struct SpaceUsage {
     pub pending_bytes: u64,
 }
 
+fn usage_of<R: Region>(space: &Space<R>) -> SpaceUsage {
+    let (free, pending) = space.free_bytes();
+    SpaceUsage {
+        used_end: space.used_end(),
+        free_bytes: free,
+        pending_bytes: pending,
+    }
+}
+
 /// What [`Map::compact`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MapCompactReport {
@@ -168,6 +177,9 @@ impl Walker for MapWalker {
 /// The last published commit and the snapshots still open.
 struct Snapshots {
     published: Meta,
+    /// Space figures as of the last commit, kept here so that reading them never waits
+    /// for a writer.
+    usage: SpaceUsage,
     /// Open snapshots by txid, with how many share it.
     /// Open snapshots: (txid, how many share it). A short list (snapshots of distinct
     /// commits are few) whose room is kept, so opening a snapshot does not allocate.
@@ -279,6 +291,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
         let published = *space.committed();
+        let usage = usage_of(&space);
         Map {
             region,
             seed: published.seed,
@@ -286,6 +299,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             writer: spin::Mutex::new(space),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
+                usage,
                 readers: Vec::with_capacity(8),
             }),
             hasher,
@@ -434,9 +448,9 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             stats.live_bytes += (p.key.len() + value.len()) as u64;
             Ok(())
         })?;
-        let (free, pending) = self.writer.lock().free_bytes();
-        stats.free_bytes = free + stats.region_len.saturating_sub(stats.used_end);
-        stats.dead_bytes = pending;
+        let usage = self.space_usage();
+        stats.free_bytes = usage.free_bytes + stats.region_len.saturating_sub(stats.used_end);
+        stats.dead_bytes = usage.pending_bytes;
         Ok(stats)
     }
 
@@ -512,19 +526,15 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         txn.commit()?;
         let mut space = self.writer.lock();
         space.release_tail()?;
+        self.snapshots.lock().usage = usage_of(&space);
         Ok(space.used_end())
     }
 
-    /// Cheap space figures, without walking the trie: the used end, the free bytes below
-    /// it, and the bytes freed by commits that are not reusable yet.
+    /// Cheap space figures as of the last commit, without walking the trie and without
+    /// waiting for a writer: the used end, the free bytes below it, and the bytes freed
+    /// by commits that are not reusable yet.
     pub fn space_usage(&self) -> SpaceUsage {
-        let space = self.writer.lock();
-        let (free, pending) = space.free_bytes();
-        SpaceUsage {
-            used_end: space.used_end(),
-            free_bytes: free,
-            pending_bytes: pending,
-        }
+        self.snapshots.lock().usage
     }
 
     /// One compaction step: copies up to about `budget` bytes of nodes and values that
@@ -905,6 +915,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             self.space.sync()?;
         }
         self.space.set_reader_floor(floor);
+        map.snapshots.lock().usage = usage_of(&self.space);
         Ok(())
     }
 
