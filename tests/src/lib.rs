@@ -4,12 +4,17 @@
 //!   volatile and a durable image, crash images, a power-cut budget and injected errors.
 //! - [`SplitMix64`] (module [`rng`]): a tiny deterministic generator, so every random
 //!   test reproduces from a printed seed.
+//! - [`buffer_model`]: a model of the entry buffer and a harness that runs operations on
+//!   a buffer and the model side by side; [`strategies`]: proptest strategies for it.
 //!
 //! A plain library with no test-only configuration, so fuzz targets can use it too.
 #![deny(unsafe_code)]
 
+pub mod buffer_model;
 pub mod fault_region;
+pub mod map_model;
 pub mod rng;
+pub mod strategies;
 
 pub use fault_region::{
     CrashMode, DEFAULT_FAULT_CAPACITY, Fault, FaultRegion, INJECTED_CODE, OpCounts, POWER_CUT_CODE,
