@@ -41,6 +41,11 @@ pub struct Options {
     pub reservation: u64,
     /// Values up to this many bytes live inside their trie node (new databases only).
     pub inline_max: u32,
+    /// Room given to values stored outside their node, as a multiple of their length
+    /// (1.0 to 16.0; default 1.0). A transaction that overwrites a value it wrote itself
+    /// with one that fits the room rewrites it in place; see
+    /// [`Map::set_extension_factor`](hamtdb_core::Map::set_extension_factor).
+    pub extension_factor: f64,
     /// Background compaction.
     pub compaction: DbCompactionPolicy,
     /// With [`Durability::Eventual`]: a background thread syncs this often. `None`:
@@ -62,6 +67,7 @@ impl Default for Options {
             growth: GrowthPolicy::default(),
             reservation: DEFAULT_RESERVATION,
             inline_max: MapOptions::default().inline_max,
+            extension_factor: 1.0,
             compaction: DbCompactionPolicy::default(),
             flush_interval: None,
             read_only: false,
@@ -92,6 +98,12 @@ impl Options {
     /// Sets [`inline_max`](Self::inline_max).
     pub fn inline_max(mut self, bytes: u32) -> Self {
         self.inline_max = bytes;
+        self
+    }
+
+    /// Sets [`extension_factor`](Self::extension_factor).
+    pub fn extension_factor(mut self, factor: f64) -> Self {
+        self.extension_factor = factor;
         self
     }
 
@@ -192,6 +204,16 @@ pub struct Db {
     closed: bool,
 }
 
+impl core::fmt::Debug for Db {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Db")
+            .field("path", &self.shared.path)
+            .field("len", &self.len())
+            .field("closed", &self.closed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Db {
     /// Opens the database at `path` with default [`Options`], creating it if missing (or
     /// if it is an empty or all-zero file, as a creation cut short by a crash leaves).
@@ -224,6 +246,7 @@ impl Db {
         } else {
             format(FileRegion::create(path, region_options)?, &options)?
         };
+        map.set_extension_factor(options.extension_factor)?;
         let shared = Arc::new(Shared {
             map,
             path: path.to_path_buf(),

@@ -980,3 +980,32 @@ fn a_file_left_by_an_interrupted_creation_is_formatted() {
     assert!(Db::open(&wiped).is_err());
     assert_eq!(std::fs::read(&wiped).unwrap(), image);
 }
+
+#[test]
+fn extension_factor_gives_value_entries_room_and_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let refused = Db::builder().extension_factor(0.9).open(&path);
+    assert!(
+        matches!(
+            refused,
+            Err(DbError::Core(hamtdb::Error::InvalidOption { .. }))
+        ),
+        "{refused:?}"
+    );
+    // The refused open released the file: the next one is not locked out.
+    let db = Db::builder().extension_factor(1.5).open(&path).unwrap();
+    let mut txn = db.begin_write().unwrap();
+    txn.put(b"doc", &[1u8; 1000]).unwrap();
+    // Fits the 1,500 bytes of room: rewritten in place.
+    txn.put(b"doc", &[2u8; 1400]).unwrap();
+    txn.commit().unwrap();
+    let stats = db.stats().unwrap();
+    // A 1,536-byte entry: 32-byte header, 1,500 bytes of room rounded up to 8.
+    assert_eq!(stats.slack_bytes, 1536 - 32 - 1400);
+    assert_eq!(stats.live_bytes, 3 + 1400);
+    db.close().unwrap();
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.get_owned(b"doc").unwrap(), Some(vec![2u8; 1400]));
+    assert!(db.check().is_ok());
+}

@@ -27,3 +27,6 @@ pub use store::{
     RecordStatus,
 };
 pub use typed::{TypedBuffer, TypedError, TypedIter};
+
+/// The extension factor's fixed point, shared with the map's value entries.
+pub(crate) use store::{EXTENSION_ONE, extension_from_factor, room_for};

@@ -124,7 +124,7 @@ pub struct CompactReport {
 }
 
 /// Fixed-point scale of the extension factor in the meta slot.
-const EXTENSION_ONE: u32 = 1 << 16;
+pub(crate) const EXTENSION_ONE: u32 = 1 << 16;
 /// Bytes a compaction step copies before it commits.
 const COMPACT_STEP_BYTES: u64 = 1 << 20;
 
@@ -190,12 +190,12 @@ impl State {
 
 /// Payload room for `len` bytes with extension `ext` (1/65536 units):
 /// `ceil(len × ext / 65536)`, capped at the format's limit.
-fn room_for(len: usize, ext: u32) -> u64 {
+pub(crate) fn room_for(len: usize, ext: u32) -> u64 {
     let room = (len as u128 * u128::from(ext)).div_ceil(u128::from(EXTENSION_ONE));
     room.min(u128::from(MAX_PAYLOAD)) as u64
 }
 
-fn extension_from_factor(factor: f64) -> Result<u32, Error> {
+pub(crate) fn extension_from_factor(factor: f64) -> Result<u32, Error> {
     if !(1.0..=16.0).contains(&factor) {
         return Err(Error::InvalidOption {
             what: "extension_factor must be between 1.0 and 16.0",

@@ -15,11 +15,13 @@ mod write;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, Ordering};
 
 use crate::buffer::format::{
     DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind,
 };
 use crate::buffer::space::{Durability, Space, Walker, read_entry};
+use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
@@ -124,6 +126,12 @@ pub struct MapStats {
     pub depth_histogram: [u64; node::MAX_DEPTH as usize + 1],
     /// Bytes of keys and values.
     pub live_bytes: u64,
+    /// Room in value entries beyond their values (see
+    /// [`Map::set_extension_factor`]), and the 8-byte alignment padding of those entries.
+    pub slack_bytes: u64,
+    /// The structure around the live bytes: entry headers, node bitmaps and child
+    /// offsets, the meta slots.
+    pub overhead_bytes: u64,
     /// Bytes freed by commits and not reusable yet (a crash or snapshot may need them).
     pub dead_bytes: u64,
     /// Free bytes below the used end, plus the region beyond it.
@@ -229,6 +237,9 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     hasher: H,
     seed: u64,
     inline_max: u32,
+    /// Room given to value entries, in 1/65536 of their length (see
+    /// [`Map::set_extension_factor`]); a runtime setting, not stored in the region.
+    extension: AtomicU32,
 }
 
 impl<R: Region> Map<R, Murmur3> {
@@ -303,7 +314,28 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
                 readers: Vec::with_capacity(8),
             }),
             hasher,
+            extension: AtomicU32::new(EXTENSION_ONE),
         }
+    }
+
+    /// Sets the room a value entry gets: a value of `len` bytes stored outside its node
+    /// (above `inline_max`) gets `ceil(len × factor)` bytes, so that overwriting it with
+    /// a value as large within the same transaction rewrites it in place instead of
+    /// writing a new entry. Entries a commit has published are never changed in place
+    /// (readers and crash recovery still need them), so slack helps only transactions
+    /// that overwrite their own values, at the price of space until compaction, which
+    /// gives every entry it moves exactly the room its value needs. `factor` is
+    /// between 1.0 (the default: no slack) and 16.0; it is not stored in the region.
+    pub fn set_extension_factor(&self, factor: f64) -> Result<(), Error> {
+        let extension = extension_from_factor(factor)?;
+        self.extension.store(extension, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The extension factor values are written with (see
+    /// [`set_extension_factor`](Self::set_extension_factor)).
+    pub fn extension_factor(&self) -> f64 {
+        f64::from(self.extension.load(Ordering::Relaxed)) / f64::from(EXTENSION_ONE)
     }
 
     /// Gives the region back.
@@ -375,6 +407,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             root: meta.root,
             count: meta.count,
             finished: false,
+            failed: None,
         }
     }
 
@@ -446,11 +479,19 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             stats.depth_histogram[p.depth as usize] += 1;
             let value = trie::value_bytes(store, p.value)?;
             stats.live_bytes += (p.key.len() + value.len()) as u64;
+            if let ValueRef::Entry { offset, len } = p.value {
+                let (header, _) = store.entry(offset)?;
+                stats.slack_bytes +=
+                    u64::from(header.capacity).saturating_sub(HEADER_LEN as u64 + u64::from(len));
+            }
             Ok(())
         })?;
         let usage = self.space_usage();
         stats.free_bytes = usage.free_bytes + stats.region_len.saturating_sub(stats.used_end);
         stats.dead_bytes = usage.pending_bytes;
+        stats.overhead_bytes = stats.used_end.saturating_sub(
+            stats.live_bytes + stats.slack_bytes + stats.dead_bytes + usage.free_bytes,
+        );
         Ok(stats)
     }
 
@@ -737,6 +778,9 @@ pub struct WriteTxn<'m, R: Region, H: KeyHasher = Murmur3> {
     root: NodeId,
     count: u64,
     finished: bool,
+    /// Set when an in-place value rewrite failed part-way: the value's bytes are then
+    /// unknown, so the transaction may only be aborted (commit returns this error).
+    failed: Option<Error>,
 }
 
 impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
@@ -766,6 +810,9 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
         let map = self.map;
         let hash = map.hash(key);
+        if self.rewrite_own_value(key, value, hash)? {
+            return Ok(false);
+        }
         let pair = self.pair_for(key, value, hash)?;
         let value_entry = match pair.value {
             ValueBuf::Entry { offset, len } => Some(ValueBuf::Entry { offset, len }),
@@ -799,6 +846,44 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         }
     }
 
+    /// Overwrites the value of `key` in place when the transaction wrote its value
+    /// entry itself and the new value fits that entry's room; returns whether it did.
+    fn rewrite_own_value(
+        &mut self,
+        key: &[u8],
+        value: &[u8],
+        hash: [u64; 2],
+    ) -> Result<bool, Error> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        if value.len() as u64 <= u64::from(self.map.inline_max)
+            || value.len() as u64 > MAX_VALUE_LEN
+        {
+            return Ok(false);
+        }
+        // A value entry the transaction wrote is referenced from one of its own nodes.
+        let Some(ValueBuf::Entry { offset, len }) =
+            write::own_value_mut(&mut self.arena, self.root, hash, key)
+        else {
+            return Ok(false);
+        };
+        if !self.space.is_own(*offset) {
+            return Ok(false);
+        }
+        let (header, _) = self.space.entry(*offset)?;
+        if value.len() as u64 > u64::from(header.capacity) - HEADER_LEN as u64 {
+            return Ok(false);
+        }
+        if let Err(e) = self.space.rewrite_own(*offset, value) {
+            self.failed = Some(e);
+            return Err(e);
+        }
+        // Fits: `value.len()` is at most the entry's capacity, a u32.
+        *len = value.len() as u32;
+        Ok(true)
+    }
+
     /// Checks a key and value against the format's limits and builds their pair,
     /// writing a value entry for a value above the inline limit.
     fn pair_for(&mut self, key: &[u8], value: &[u8], hash: [u64; 2]) -> Result<PairBuf, Error> {
@@ -819,9 +904,11 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
             ValueBuf::Inline(value.to_vec())
         } else {
+            let extension = self.map.extension.load(Ordering::Relaxed);
+            let capacity = HEADER_LEN as u64 + room_for(value.len(), extension);
             let offset = self
                 .space
-                .write_entry(EntryKind::Value, hash[0], value, 0)?;
+                .write_entry(EntryKind::Value, hash[0], value, capacity)?;
             ValueBuf::Entry {
                 offset,
                 len: value.len() as u32,
@@ -881,6 +968,10 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     }
 
     fn publish(&mut self, durability: Durability) -> Result<(), Error> {
+        if let Some(e) = self.failed {
+            self.space.abort();
+            return Err(e);
+        }
         let map = self.map;
         // Reclaim nothing a snapshot at the published commit may need.
         let floor = map.snapshots.lock().floor();

@@ -617,3 +617,50 @@ fn get_allocates_nothing() {
     assert!(found > 0);
     assert_eq!(allocations, 0, "the read path allocated");
 }
+
+#[test]
+fn extension_factor_lets_a_transaction_rewrite_its_own_values_in_place() {
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    assert!(matches!(
+        map.set_extension_factor(0.5),
+        Err(Error::InvalidOption { .. })
+    ));
+    map.set_extension_factor(2.0).unwrap();
+    assert_eq!(map.extension_factor(), 2.0);
+    map.put(b"other", &[9u8; 700]).unwrap();
+    let mut txn = map.begin_write();
+    txn.put(b"k", &[1u8; 600]).unwrap();
+    // 1,100 bytes fit the 1,200 the first value was given: rewritten in place.
+    assert!(!txn.put(b"k", &[2u8; 1100]).unwrap());
+    assert_eq!(txn.get(b"k").unwrap(), Some(&[2u8; 1100][..]));
+    // Committed entries are never rewritten: "other" gets a new entry.
+    assert!(!txn.put(b"other", &[3u8; 700]).unwrap());
+    txn.commit().unwrap();
+    let stats = map.stats().unwrap();
+    // k: 1,232-byte entry (32-byte header, 1,200 of room) holds 1,100 bytes; other:
+    // 1,432-byte entry (room 1,400) holds 700.
+    assert_eq!(stats.slack_bytes, 100 + 700);
+    assert_eq!(stats.live_bytes, 1 + 1100 + 5 + 700);
+    let before = map.begin_read();
+    let mut txn = map.begin_write();
+    txn.put(b"k", &[4u8; 900]).unwrap();
+    txn.commit().unwrap();
+    // The snapshot still reads the value the in-place rewrite left before the commit.
+    assert_eq!(before.get(b"k").unwrap(), Some(&[2u8; 1100][..]));
+    drop(before);
+    assert!(map.check().is_ok());
+    let map = Map::open(map.into_region()).unwrap();
+    assert_eq!(map.extension_factor(), 1.0, "a runtime setting, not stored");
+    assert_eq!(&*map.get(b"k").unwrap().unwrap(), &[4u8; 900][..]);
+    assert_eq!(&*map.get(b"other").unwrap().unwrap(), &[3u8; 700][..]);
+    assert!(map.check().is_ok());
+    // Without slack the same overwrite in one transaction writes a new entry of exactly
+    // its size (4 bytes of alignment padding) and frees the old one; "other" keeps the
+    // room it was written with until compaction moves it.
+    let mut txn = map.begin_write();
+    txn.put(b"k", &[5u8; 600]).unwrap();
+    txn.put(b"k", &[6u8; 1100]).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(map.stats().unwrap().slack_bytes, 4 + 700);
+    assert_eq!(&*map.get(b"k").unwrap().unwrap(), &[6u8; 1100][..]);
+}

@@ -368,6 +368,49 @@ pub(crate) fn get<'a, S: NodeStore>(
     }
 }
 
+/// The value of `key` if the pair lives in one of the transaction's own (arena) nodes,
+/// for an in-place rewrite; `None` when the key is absent or only in committed nodes.
+pub(crate) fn own_value_mut<'a>(
+    arena: &'a mut Arena,
+    root: NodeId,
+    hash: [u64; 2],
+    key: &[u8],
+) -> Option<&'a mut ValueBuf> {
+    let mut id = root;
+    let mut depth = 0;
+    // Find the deepest own node on the key's path first: the borrow checker lets one
+    // mutable borrow out of the loop only.
+    loop {
+        if !is_dirty(id) {
+            return None;
+        }
+        let node = arena.get(id);
+        if depth >= MAX_DEPTH {
+            break;
+        }
+        let bit = 1u64 << chunk(hash, depth);
+        if node.nodemap & bit == 0 {
+            break;
+        }
+        id = node.child_at(chunk(hash, depth));
+        depth += 1;
+    }
+    let node = arena.get_mut(id);
+    if depth >= MAX_DEPTH {
+        let i = node
+            .pairs
+            .binary_search_by(|p| p.key.as_slice().cmp(key))
+            .ok()?;
+        return Some(&mut node.pairs[i].value);
+    }
+    let idx = chunk(hash, depth);
+    if node.datamap & (1u64 << idx) == 0 {
+        return None;
+    }
+    let pair = node.pair_mut(idx);
+    (pair.key == key).then_some(&mut pair.value)
+}
+
 /// The ranks and offsets of the pairs whose values live in value entries.
 fn entry_values(values: &[ValueRef<'_>]) -> Vec<(usize, u64)> {
     values
