@@ -8,14 +8,14 @@
 use hamtdb_core::{Error, Map, MapOptions, SliceRegion};
 
 /// Keys the demo writes.
-pub const KEYS: u8 = 48;
+pub(crate) const KEYS: u8 = 48;
 
 /// Values longer than this get an entry of their own (the rest live in their node).
 const INLINE_MAX: u32 = 16;
 
 /// The step at which the demo found something wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Failed {
+pub(crate) enum Failed {
     /// A map operation returned this error.
     Map(Error),
     /// A value read back was not the one written.
@@ -34,13 +34,13 @@ impl From<Error> for Failed {
 
 /// What a successful run leaves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Keys in the map at the end.
-    pub keys: u64,
+    pub(crate) keys: u64,
     /// The used end before and after compaction.
-    pub used_before: u64,
+    pub(crate) used_before: u64,
     /// See `used_before`.
-    pub used_after: u64,
+    pub(crate) used_after: u64,
 }
 
 fn key(i: u8) -> [u8; 8] {
@@ -50,7 +50,7 @@ fn key(i: u8) -> [u8; 8] {
 /// Short values live inline; every fourth key gets a value long enough for an entry of
 /// its own.
 fn value(i: u8, round: u8, out: &mut [u8; 40]) -> &[u8] {
-    let len = if i % 4 == 0 { 40 } else { 4 };
+    let len = if i.is_multiple_of(4) { 40 } else { 4 };
     for (n, b) in out.iter_mut().enumerate() {
         *b = i ^ round ^ (n as u8);
     }
@@ -68,7 +68,7 @@ fn expect_value(map: &Map<SliceRegion<'_>>, i: u8, round: u8) -> Result<(), Fail
 
 /// Runs the whole sequence on `bytes` (zeroed, any size that holds the keys: 64 KiB in
 /// the firmware).
-pub fn run(bytes: &mut [u8]) -> Result<Summary, Failed> {
+pub(crate) fn run(bytes: &mut [u8]) -> Result<Summary, Failed> {
     let options = MapOptions {
         inline_max: INLINE_MAX,
         seed: 0x0123_4567_89ab_cdef,
@@ -107,12 +107,12 @@ pub fn run(bytes: &mut [u8]) -> Result<Summary, Failed> {
     }
     let check_all = |map: &Map<SliceRegion<'_>>| -> Result<(), Failed> {
         for i in 0..KEYS {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 if map.get(&key(i))?.is_some() {
                     return Err(Failed::WrongValue);
                 }
             } else {
-                expect_value(map, i, if i % 2 == 0 { 1 } else { 0 })?;
+                expect_value(map, i, if i.is_multiple_of(2) { 1 } else { 0 })?;
             }
         }
         Ok(())
