@@ -16,7 +16,11 @@ type Pairs = BTreeMap<Vec<u8>, Vec<u8>>;
 fn expected() -> Pairs {
     let mut pairs = Pairs::new();
     for i in 0..600u32 {
-        let len = if i.is_multiple_of(9) { 700 } else { (i % 40) as usize };
+        let len = if i.is_multiple_of(9) {
+            700
+        } else {
+            (i % 40) as usize
+        };
         pairs.insert(
             i.to_le_bytes().to_vec(),
             (0..len).map(|j| (i as usize ^ j) as u8).collect(),
