@@ -4,7 +4,7 @@
 //! allocation takes the **lowest** address that fits: live data then drifts towards the
 //! start of the region, which is what lets compaction cut the tail.
 
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeMap;
 
 /// Size classes: class `c` holds extents of `2^c .. 2^(c+1)` bytes.
 const CLASSES: usize = 64;
@@ -19,8 +19,12 @@ fn class_of(len: u64) -> usize {
 /// Free extents of the data area.
 #[derive(Debug, Clone)]
 pub(crate) struct FreeMap {
+    /// Offset → length of every extent.
     by_offset: BTreeMap<u64, u64>,
-    by_class: [BTreeSet<u64>; CLASSES],
+    /// The same extents by size class, offset → length: the length at hand saves a
+    /// `by_offset` lookup in `peek`, and one map type for both halves means one copy of
+    /// the B-tree code in firmware.
+    by_class: [BTreeMap<u64, u64>; CLASSES],
     total: u64,
 }
 
@@ -28,7 +32,7 @@ impl Default for FreeMap {
     fn default() -> Self {
         FreeMap {
             by_offset: BTreeMap::new(),
-            by_class: core::array::from_fn(|_| BTreeSet::new()),
+            by_class: core::array::from_fn(|_| BTreeMap::new()),
             total: 0,
         }
     }
@@ -52,7 +56,7 @@ impl FreeMap {
 
     fn insert_raw(&mut self, off: u64, len: u64) {
         self.by_offset.insert(off, len);
-        self.by_class[class_of(len)].insert(off);
+        self.by_class[class_of(len)].insert(off, len);
     }
 
     fn remove_raw(&mut self, off: u64, len: u64) {
@@ -108,14 +112,14 @@ impl FreeMap {
         let class = class_of(len);
         let mut best: Option<u64> = None;
         // The exact class may hold extents too small; look at a few of the lowest.
-        for &off in self.by_class[class].iter().take(EXACT_CLASS_PROBES) {
-            if self.by_offset[&off] >= len {
+        for (&off, &ext_len) in self.by_class[class].iter().take(EXACT_CLASS_PROBES) {
+            if ext_len >= len {
                 best = Some(off);
                 break;
             }
         }
         for set in &self.by_class[class + 1..] {
-            if let Some(&off) = set.first()
+            if let Some((&off, _)) = set.first_key_value()
                 && best.is_none_or(|b| off < b)
             {
                 best = Some(off);

@@ -14,7 +14,7 @@
 //! chosen root reaches.
 #![allow(unsafe_code)]
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -22,7 +22,6 @@ use super::format::{
     DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_CAPACITY, META_LEN, META_SLOT_OFFSETS,
     Meta, MetaProblem, StructureKind, digest_term, entry_checksum,
 };
-use hashbrown::HashMap;
 
 use super::free::FreeMap;
 use crate::{Error, Region, RegionError};
@@ -59,8 +58,9 @@ pub(crate) trait Walker {
 struct Txn {
     /// Entries this transaction allocated and still holds, offset → capacity: they may be
     /// changed in place, are sealed (checksummed) at commit, and return to free space on
-    /// abort. A hash map: a bulk load holds millions.
-    own: HashMap<u64, u64>,
+    /// abort. Ordered, so that commit seals them in address order without sorting, and
+    /// the same `BTreeMap<u64, u64>` as the free map's (one copy of the code in firmware).
+    own: BTreeMap<u64, u64>,
     /// Committed entries this transaction freed: (offset, capacity, digest term if the
     /// entry was written after the durable base).
     frees: Vec<(u64, u64, Option<u64>)>,
@@ -169,7 +169,13 @@ impl<R: Region> Space<R> {
                 None => Error::corrupted(0, "no valid meta slot"),
             });
         }
-        candidates.sort_by_key(|c| core::cmp::Reverse(c.1.txid));
+        // Newest first. There are at most two slots, so one swap orders them (a library
+        // sort would cost firmware kilobytes of code for it).
+        if let [a, b] = candidates.as_mut_slice()
+            && b.1.txid > a.1.txid
+        {
+            core::mem::swap(a, b);
+        }
         let mut last_err = None;
         for (slot, meta) in candidates {
             if meta.kind != kind {
@@ -455,9 +461,8 @@ impl<R: Region> Space<R> {
         let mut count = self.base_count;
         let mut digest = self.base_digest;
         // Seal: each entry the transaction wrote gets its checksum now, once.
-        // In address order, so the writes run through the region once.
-        let mut sealed: Vec<u64> = self.txn.own.keys().copied().collect();
-        sealed.sort_unstable();
+        // In address order (`own` is ordered), so the writes run through the region once.
+        let sealed: Vec<u64> = self.txn.own.keys().copied().collect();
         for off in sealed {
             let (header, _) = self.entry(off)?;
             let end = off + HEADER_LEN as u64 + u64::from(header.len);

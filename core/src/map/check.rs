@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use hashbrown::HashSet;
+use alloc::collections::BTreeMap;
 
 use super::node::{Branch, Collision, MAX_DEPTH, PairRef, ValueRef, chunk};
 use crate::Error;
@@ -56,7 +56,10 @@ struct Checker<'a, R: Region> {
     region: &'a R,
     meta: Meta,
     hash: &'a dyn Fn(&[u8]) -> [u64; 2],
-    seen: HashSet<u64>,
+    /// Entries walked so far, offset → the kind they were reached as. A
+    /// `BTreeMap<u64, u64>`, the type the free map already uses, so firmware carries one
+    /// copy of the B-tree code.
+    seen: BTreeMap<u64, u64>,
     report: CheckReport,
 }
 
@@ -64,7 +67,7 @@ impl<R: Region> Checker<'_, R> {
     /// Reads and verifies an entry the walk reached; `None` (with a problem noted) when
     /// it cannot be used.
     fn entry(&mut self, offset: u64, kind: EntryKind) -> Option<&[u8]> {
-        if !self.seen.insert(offset) {
+        if self.seen.insert(offset, kind as u64).is_some() {
             self.report.problem(offset, "entry reachable twice");
             return None;
         }
@@ -265,7 +268,7 @@ pub(crate) fn check<R: Region>(
         region,
         meta,
         hash,
-        seen: HashSet::new(),
+        seen: BTreeMap::new(),
         report: CheckReport::default(),
     };
     let keys = if meta.root == 0 {
