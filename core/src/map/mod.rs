@@ -584,6 +584,10 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     pub fn compact_step(&self, budget: u64) -> Result<u64, Error> {
         let live = self.live_entry_bytes()?;
         let mut txn = self.begin_write();
+        // Space freed while snapshots were open becomes free once they are gone; learn
+        // the current floor, or nothing may look free below the tail and nothing moves.
+        let floor = self.snapshots.lock().floor();
+        txn.space.set_reader_floor(floor);
         let limit = DATA_START + live;
         let mut left = budget.max(1);
         let mut trie = TxnTrie {
