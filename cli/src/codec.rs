@@ -117,9 +117,7 @@ pub(crate) fn decode(text: &str, encoding: Encoding) -> Result<Vec<u8>, String> 
     match encoding {
         Encoding::Utf8 => Ok(text.as_bytes().to_vec()),
         Encoding::Hex => hex_decode(text.as_bytes()),
-        Encoding::Base64 => BASE64
-            .decode(text)
-            .map_err(|e| format!("not valid base64: {e}")),
+        Encoding::Base64 => BASE64.decode(text).map_err(|e| e.to_string()),
     }
 }
 
@@ -142,9 +140,7 @@ pub(crate) fn decode_tsv(field: &[u8], encoding: Encoding) -> Result<Vec<u8>, St
     match encoding {
         Encoding::Utf8 => unescape(field),
         Encoding::Hex => hex_decode(field),
-        Encoding::Base64 => BASE64
-            .decode(field)
-            .map_err(|e| format!("not valid base64: {e}")),
+        Encoding::Base64 => BASE64.decode(field).map_err(|e| e.to_string()),
     }
 }
 

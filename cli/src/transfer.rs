@@ -107,9 +107,10 @@ impl LineFormat {
         match self {
             LineFormat::Json(encoding) => {
                 let pair: JsonPair<'_> = serde_json::from_slice(line).map_err(json_message)?;
-                let key = codec::decode(&pair.key, encoding).map_err(|e| format!("key: {e}"))?;
-                let value =
-                    codec::decode(&pair.value, encoding).map_err(|e| format!("value: {e}"))?;
+                let key = codec::decode(&pair.key, encoding)
+                    .map_err(|e| field_error("key", encoding, &e))?;
+                let value = codec::decode(&pair.value, encoding)
+                    .map_err(|e| field_error("value", encoding, &e))?;
                 Ok((key, value))
             }
             LineFormat::Tsv(encoding) => {
@@ -120,12 +121,21 @@ impl LineFormat {
                 if value.contains(&b'\t') {
                     return Err("more than one tab (a tab inside a field is written `\\t`)".into());
                 }
-                let key = codec::decode_tsv(key, encoding).map_err(|e| format!("key: {e}"))?;
-                let value =
-                    codec::decode_tsv(value, encoding).map_err(|e| format!("value: {e}"))?;
+                let key = codec::decode_tsv(key, encoding)
+                    .map_err(|e| field_error("key", encoding, &e))?;
+                let value = codec::decode_tsv(value, encoding)
+                    .map_err(|e| field_error("value", encoding, &e))?;
                 Ok((key, value))
             }
         }
+    }
+}
+
+/// Why a field of an import line could not be decoded.
+fn field_error(what: &str, encoding: Encoding, error: &str) -> String {
+    match encoding {
+        Encoding::Utf8 => format!("{what}: {error}"),
+        other => format!("{what} is not valid {}: {error}", other.name()),
     }
 }
 
