@@ -24,6 +24,15 @@ pub(crate) fn human(bytes: u64) -> String {
     format!("{size:.1} {}", UNITS[unit])
 }
 
+/// `1 commit`, `2 commits`.
+pub(crate) fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn file_len(path: &Path) -> Result<u64, Fail> {
     std::fs::metadata(path)
         .map(|m| m.len())
@@ -140,11 +149,12 @@ pub(crate) fn check(path: &Path, ui: Ui) -> Result<u8, Fail> {
         n if n >= hamtdb::map::MAX_PROBLEMS => format!("{n} problems (the report stops there)"),
         n => format!("{n} problems"),
     };
+
     text += &format!(
-        "checked {} nodes, {} value entries, {} keys ({}): {problems}\n",
-        report.nodes,
-        report.value_entries,
-        report.keys,
+        "checked {}, {}, {} ({}): {problems}\n",
+        plural(report.nodes, "node"),
+        plural(report.value_entries, "value entry").replace("entrys", "entries"),
+        plural(report.keys, "key"),
         human(report.entry_bytes),
     );
     out.write_all(text.as_bytes()).map_err(fail::stdout_error)?;
@@ -171,7 +181,7 @@ pub(crate) fn compact(path: &Path, ui: Ui) -> Result<u8, Fail> {
         out,
         "file size  {} -> {} ({before} -> {after} bytes)\n\
          used       {} -> {} ({} -> {} bytes)\n\
-         moved      {} in {} commits",
+         moved      {} in {}",
         human(before),
         human(after),
         human(report.used_end_before),
@@ -179,7 +189,7 @@ pub(crate) fn compact(path: &Path, ui: Ui) -> Result<u8, Fail> {
         report.used_end_before,
         report.used_end_after,
         human(report.bytes_moved),
-        report.steps,
+        plural(report.steps, "commit"),
     )
     .map_err(fail::stdout_error)?;
     crate::flush(&mut out)?;

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::args::{Encoding, FileFormat, ScanFormat, TransferFormat};
 use crate::codec;
 use crate::fail::{self, Access, Fail};
+use crate::inspect::plural;
 use crate::progress::Ui;
 
 /// The longest line `import` reads (keys and values of up to 64 MiB in base64).
@@ -427,9 +428,13 @@ pub(crate) fn import(
     bar.finish();
     crate::close(db, path, Access::Create)?;
     let mut out = crate::stdout();
-    let mut summary = format!("imported {imported} pairs in {commits} commits");
+    let mut summary = format!(
+        "imported {} in {}",
+        plural(imported, "pair"),
+        plural(commits, "commit")
+    );
     if skipped > 0 {
-        summary += &format!("; skipped {skipped} bad lines");
+        summary += &format!("; skipped {}", plural(skipped, "bad line"));
     }
     writeln!(out, "{summary}").map_err(fail::stdout_error)?;
     crate::flush(&mut out)?;

@@ -611,7 +611,7 @@ fn bad_import_lines_are_reported_with_their_line_numbers() {
         .stderr(predicate::str::contains(
             "line 4: column 11: missing field `value` (skipped)",
         ))
-        .stdout("imported 3 pairs in 1 commits; skipped 2 bad lines\n");
+        .stdout("imported 3 pairs in 1 commit; skipped 2 bad lines\n");
     on(&db).arg("len").assert().success().stdout("3\n");
 
     // TSV: no tab, a bad escape, a bad hex digit, a key too large.
