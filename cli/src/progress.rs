@@ -32,7 +32,7 @@ impl Ui {
                 ProgressBar::new(n),
             ),
             (Some(n), false) => (
-                "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} ({per_sec}, {eta})",
+                "{spinner} {msg} [{bar:30}] {human_pos}/{human_len} ({eta})",
                 ProgressBar::new(n),
             ),
             (None, true) => (
