@@ -51,11 +51,6 @@ pub(crate) fn stats(path: &Path, json: bool) -> Result<u8, Fail> {
     let free_below = stats
         .free_bytes
         .saturating_sub(stats.region_len.saturating_sub(stats.used_end));
-    let overhead = stats
-        .used_end
-        .saturating_sub(stats.live_bytes)
-        .saturating_sub(stats.dead_bytes)
-        .saturating_sub(free_below);
     let depths = match stats.depth_histogram.iter().rposition(|&n| n != 0) {
         Some(last) => &stats.depth_histogram[..=last],
         None => &[][..],
@@ -68,7 +63,8 @@ pub(crate) fn stats(path: &Path, json: bool) -> Result<u8, Fail> {
             "file_size": file_size,
             "used_end": stats.used_end,
             "live_bytes": stats.live_bytes,
-            "overhead_bytes": overhead,
+            "slack_bytes": stats.slack_bytes,
+            "overhead_bytes": stats.overhead_bytes,
             "dead_bytes": stats.dead_bytes,
             "free_bytes": stats.free_bytes,
             "depth_histogram": depths,
@@ -87,9 +83,14 @@ pub(crate) fn stats(path: &Path, json: bool) -> Result<u8, Fail> {
         text += &row("used", stats.used_end, "up to the used end:");
         text += &row("  live", stats.live_bytes, "keys and values");
         text += &row(
+            "  slack",
+            stats.slack_bytes,
+            "room in value entries beyond their values",
+        );
+        text += &row(
             "  overhead",
-            overhead,
-            "entry headers, trie nodes, slack, meta slots",
+            stats.overhead_bytes,
+            "entry headers, trie nodes, meta slots",
         );
         text += &row(
             "  dead",
