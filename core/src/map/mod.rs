@@ -555,8 +555,32 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             txn.abort();
             return Ok(0);
         }
+        // Moving an entry rewrites the path above it, and a rewritten node goes to the
+        // lowest free place that fits — past the used end when none is left below. Without
+        // snapshots that rise is temporary: the commit frees the old places and the next
+        // step moves the path down into them. An open snapshot pins what this step frees
+        // until it is dropped, so the rise would outlast the compaction: a compaction must
+        // never leave the region longer than it found it, so such a step is abandoned.
+        // Flushing here places the nodes (the commit finds them written).
+        let end_before = txn.space.committed().used_end;
+        let floor = self.snapshots.lock().floor();
+        txn.space.set_reader_floor(floor);
+        let mut trie = TxnTrie {
+            store: &mut *txn.space,
+            arena: &mut txn.arena,
+        };
+        txn.root = trie.flush(txn.root, 0)?;
+        if txn.space.used_end() > end_before && self.snapshots_open() {
+            txn.abort();
+            return Ok(0);
+        }
         txn.commit()?;
         Ok(taken)
+    }
+
+    /// Whether any snapshot is open.
+    fn snapshots_open(&self) -> bool {
+        !self.snapshots.lock().readers.is_empty()
     }
 
     /// Bytes of every entry the last commit reaches (headers included).
