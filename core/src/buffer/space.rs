@@ -162,6 +162,12 @@ impl<R: Region> Space<R> {
                 }
             }
         }
+        // A slot of a later format version has a valid checksum, so it was written on
+        // purpose, most likely by a newer hamtdb: opening the other slot would roll its
+        // commit back and let the next commit overwrite it.
+        if let Some(e @ Error::UnsupportedVersion { .. }) = first_problem {
+            return Err(e);
+        }
         if candidates.is_empty() {
             return Err(match first_problem {
                 Some(e) => e,
