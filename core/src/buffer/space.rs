@@ -215,6 +215,18 @@ impl<R: Region> Space<R> {
                 "meta durable base not below its txid",
             ));
         }
+        // Forged with a valid checksum, these would overflow later arithmetic: the next
+        // txid, and the count a delete lowers or a put raises.
+        if meta.txid == u64::MAX {
+            return Err(Error::corrupted(slot_off, "meta txid at its limit"));
+        }
+        // A record or a key takes at least 8 bytes below the used end.
+        if meta.count > meta.used_end / 8 {
+            return Err(Error::corrupted(
+                slot_off,
+                "meta count larger than the region holds",
+            ));
+        }
         let mut count = 0u64;
         let mut digest = 0u64;
         let mut stack = Vec::new();

@@ -708,7 +708,10 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     /// Every pair, in storage order.
     pub fn iter(&self) -> Result<Vec<Pair<'_>>, Error> {
         let store = &self.store;
-        let mut out = Vec::with_capacity(self.meta.count.min(1 << 20) as usize);
+        // The count comes from the image: a damaged one must not size the allocation
+        // (a pair takes at least its 8-byte header below the used end).
+        let pairs = self.meta.count.min(self.meta.used_end / 8).min(1 << 20);
+        let mut out = Vec::with_capacity(pairs as usize);
         trie::for_each_pair(store, self.meta.root, self.max_nodes(), &mut |p| {
             out.push((p.key, trie::value_bytes(store, p.value)?));
             Ok(())
@@ -882,7 +885,11 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 return Err(Error::corrupted(0, "root collapsed into a parent"));
             }
         };
-        self.count -= 1;
+        // A damaged image's meta may count fewer keys than its trie holds.
+        self.count = self
+            .count
+            .checked_sub(1)
+            .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
         self.free_value(value)?;
         Ok(true)
     }
