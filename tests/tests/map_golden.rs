@@ -116,7 +116,7 @@ fn collisions_script() -> Vec<Step> {
     for (g, base) in [&b"a"[..], b"bb", b"c\x01"].into_iter().enumerate() {
         for zeros in 0..4 {
             let mut k = base.to_vec();
-            k.extend(std::iter::repeat_n(0u8, zeros));
+            k.extend(core::iter::repeat_n(0u8, zeros));
             s.push(Put(k, value(LENS[(g + zeros) % 6], (g * 4 + zeros) as u8)));
         }
     }
