@@ -39,6 +39,10 @@ pub enum TestHasher {
     FewBits,
     /// Every key hashes the same: one collision node under a chain of branches.
     Colliding,
+    /// The key's first 16 bytes are its hash (zero-padded): short keys that differ
+    /// only in their last bytes share paths several levels deep, and keys that differ
+    /// only in trailing zeros (`"a"`, `"a\0"`) collide all the way down.
+    KeyBytes,
 }
 
 impl KeyHasher for TestHasher {
@@ -47,6 +51,16 @@ impl KeyHasher for TestHasher {
             TestHasher::Murmur => Murmur3.hash(seed, key),
             TestHasher::FewBits => [u64::from(key.first().copied().unwrap_or(0) & 7), 0],
             TestHasher::Colliding => [0x5555_5555_5555_5555, 0xaaaa_aaaa_aaaa_aaaa],
+            TestHasher::KeyBytes => {
+                let mut bytes = [0u8; 16];
+                let n = key.len().min(16);
+                bytes[..n].copy_from_slice(&key[..n]);
+                let (lo, hi) = bytes.split_at(8);
+                [
+                    u64::from_le_bytes(lo.try_into().expect("8 bytes")),
+                    u64::from_le_bytes(hi.try_into().expect("8 bytes")),
+                ]
+            }
         }
     }
 }

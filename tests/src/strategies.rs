@@ -1,11 +1,13 @@
 //! proptest strategies for the suites: operation sequences and configurations of the
-//! entry buffer's model test ([`crate::buffer_model`]).
+//! entry buffer's model test ([`crate::buffer_model`]) and the map's
+//! ([`crate::map_model`]).
 
-use hamtdb_core::CompactionPolicy;
+use hamtdb_core::{CompactionPolicy, MapOptions};
 use proptest::collection::vec;
 use proptest::prelude::*;
 
 use crate::buffer_model::{BufferOp, ModelConfig, SizeChange};
+use crate::map_model::{MapOp, TestHasher, value};
 
 /// A payload length: mostly small, sometimes a few hundred bytes, rarely a few KiB.
 pub fn payload_len() -> impl Strategy<Value = u16> {
@@ -80,4 +82,85 @@ pub fn model_config() -> impl Strategy<Value = ModelConfig> {
         compaction,
         check_each_op: true,
     })
+}
+
+// ---- The map ---------------------------------------------------------------------------
+
+/// A map key, mostly from a tiny key space (0 to 3 bytes of five symbols: 156 keys) so
+/// that puts overwrite, deletes hit, and — under [`TestHasher::KeyBytes`] and
+/// [`TestHasher::FewBits`] — paths run deep and end in collision nodes; sometimes a
+/// `key-N` key or a longer arbitrary one.
+pub fn map_key() -> impl Strategy<Value = Vec<u8>> {
+    let symbol = prop_oneof![Just(0u8), Just(1), Just(b'a'), Just(b'b'), Just(0xFF)];
+    prop_oneof![
+        12 => vec(symbol, 0..4),
+        2 => (0u32..40).prop_map(crate::map_model::key),
+        1 => vec(any::<u8>(), 0..300),
+    ]
+}
+
+/// A value: mostly below or near the inline limits [`map_options`] picks, sometimes a
+/// few hundred bytes or a few KiB (always a value entry).
+pub fn map_value() -> impl Strategy<Value = Vec<u8>> {
+    let len = prop_oneof![
+        6 => 0usize..24,
+        3 => 24usize..200,
+        1 => 200usize..3000,
+    ];
+    (len, any::<u8>()).prop_map(|(len, fill)| value(len, fill))
+}
+
+/// One map operation; `Crash` only when `with_crash`.
+pub fn map_op(with_crash: bool) -> BoxedStrategy<MapOp> {
+    let base = prop_oneof![
+        14 => (map_key(), map_value()).prop_map(|(key, value)| MapOp::Put { key, value }),
+        6 => map_key().prop_map(|key| MapOp::Delete { key }),
+        4 => map_key().prop_map(|key| MapOp::Get { key }),
+        4 => Just(MapOp::Commit),
+        2 => Just(MapOp::CommitEventual),
+        2 => Just(MapOp::Abort),
+        1 => (map_key(), map_value()).prop_map(|(key, value)| MapOp::MapPut { key, value }),
+        1 => map_key().prop_map(|key| MapOp::MapDelete { key }),
+        1 => Just(MapOp::Sync),
+        2 => Just(MapOp::Compact),
+        1 => prop_oneof![Just(1u32), 1u32..512, 512u32..100_000]
+            .prop_map(|budget| MapOp::CompactStep { budget }),
+        2 => Just(MapOp::Reopen),
+        2 => Just(MapOp::SnapshotOpen),
+        2 => any::<u8>().prop_map(|pick| MapOp::SnapshotCheck { pick }),
+        1 => any::<u8>().prop_map(|pick| MapOp::SnapshotDrop { pick }),
+        1 => Just(MapOp::Check),
+    ];
+    if with_crash {
+        prop_oneof![
+            20 => base,
+            1 => any::<u64>().prop_map(|seed| MapOp::Crash { seed }),
+        ]
+        .boxed()
+    } else {
+        base.boxed()
+    }
+}
+
+/// A sequence of up to `max` map operations.
+pub fn map_ops(max: usize, with_crash: bool) -> impl Strategy<Value = Vec<MapOp>> {
+    vec(map_op(with_crash), 1..max)
+}
+
+/// Every hasher of the suites, the colliding ones more often than Murmur (whose tries
+/// of a few dozen keys are one or two levels deep).
+pub fn test_hasher() -> impl Strategy<Value = TestHasher> {
+    prop_oneof![
+        2 => Just(TestHasher::Murmur),
+        2 => Just(TestHasher::KeyBytes),
+        1 => Just(TestHasher::FewBits),
+        1 => Just(TestHasher::Colliding),
+    ]
+}
+
+/// Map options: inline limits from 0 (every non-empty value in an entry of its own) to
+/// the default 512, and any seed.
+pub fn map_options() -> impl Strategy<Value = MapOptions> {
+    let inline_max = prop_oneof![Just(0u32), Just(8), Just(16), Just(512)];
+    (inline_max, any::<u64>()).prop_map(|(inline_max, seed)| MapOptions { inline_max, seed })
 }

@@ -162,6 +162,12 @@ impl<R: Region> Space<R> {
                 }
             }
         }
+        // A slot of a later format version has a valid checksum, so it was written on
+        // purpose, most likely by a newer hamtdb: opening the other slot would roll its
+        // commit back and let the next commit overwrite it.
+        if let Some(e @ Error::UnsupportedVersion { .. }) = first_problem {
+            return Err(e);
+        }
         if candidates.is_empty() {
             return Err(match first_problem {
                 Some(e) => e,
@@ -213,6 +219,18 @@ impl<R: Region> Space<R> {
             return Err(Error::corrupted(
                 slot_off,
                 "meta durable base not below its txid",
+            ));
+        }
+        // Forged with a valid checksum, these would overflow later arithmetic: the next
+        // txid, and the count a delete lowers or a put raises.
+        if meta.txid == u64::MAX {
+            return Err(Error::corrupted(slot_off, "meta txid at its limit"));
+        }
+        // A record or a key takes at least 8 bytes below the used end.
+        if meta.count > meta.used_end / 8 {
+            return Err(Error::corrupted(
+                slot_off,
+                "meta count larger than the region holds",
             ));
         }
         let mut count = 0u64;

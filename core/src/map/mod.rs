@@ -600,8 +600,32 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             txn.abort();
             return Ok(0);
         }
+        // Moving an entry rewrites the path above it, and a rewritten node goes to the
+        // lowest free place that fits — past the used end when none is left below. Without
+        // snapshots that rise is temporary: the commit frees the old places and the next
+        // step moves the path down into them. An open snapshot pins what this step frees
+        // until it is dropped, so the rise would outlast the compaction: a compaction must
+        // never leave the region longer than it found it, so such a step is abandoned.
+        // Flushing here places the nodes (the commit finds them written).
+        let end_before = txn.space.committed().used_end;
+        let floor = self.snapshots.lock().floor();
+        txn.space.set_reader_floor(floor);
+        let mut trie = TxnTrie {
+            store: &mut *txn.space,
+            arena: &mut txn.arena,
+        };
+        txn.root = trie.flush(txn.root, 0)?;
+        if txn.space.used_end() > end_before && self.snapshots_open() {
+            txn.abort();
+            return Ok(0);
+        }
         txn.commit()?;
         Ok(taken)
+    }
+
+    /// Whether any snapshot is open.
+    fn snapshots_open(&self) -> bool {
+        !self.snapshots.lock().readers.is_empty()
     }
 
     /// Bytes of every entry the last commit reaches (headers included).
@@ -729,7 +753,10 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     /// Every pair, in storage order.
     pub fn iter(&self) -> Result<Vec<Pair<'_>>, Error> {
         let store = &self.store;
-        let mut out = Vec::with_capacity(self.meta.count.min(1 << 20) as usize);
+        // The count comes from the image: a damaged one must not size the allocation
+        // (a pair takes at least its 8-byte header below the used end).
+        let pairs = self.meta.count.min(self.meta.used_end / 8).min(1 << 20);
+        let mut out = Vec::with_capacity(pairs as usize);
         trie::for_each_pair(store, self.meta.root, self.max_nodes(), &mut |p| {
             out.push((p.key, trie::value_bytes(store, p.value)?));
             Ok(())
@@ -949,7 +976,11 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 return Err(Error::corrupted(0, "root collapsed into a parent"));
             }
         };
-        self.count -= 1;
+        // A damaged image's meta may count fewer keys than its trie holds.
+        self.count = self
+            .count
+            .checked_sub(1)
+            .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
         self.free_value(value)?;
         Ok(true)
     }

@@ -1,0 +1,787 @@
+//! Damaged map images: thousands of variants of two committed map images (one with the
+//! default hasher, one with collision nodes) — a bit of every meta byte and of a third of
+//! the data bytes flipped, bytes inverted, truncations at many lengths, ranges
+//! overwritten with garbage, and checksum-honest damage (meta fields and entry headers
+//! changed and their checksums recomputed, so only the sanity checks stand in the way).
+//! For each: `open`, `get` and `contains_key` of every key, `get_many`, `iter`, `check`,
+//! `stats`, and on every sixth image a write, a compaction and a reopen. Each returns
+//! `Ok` or a typed error: never a panic, never a runaway (every region call counts
+//! against a budget), never an absurd allocation.
+//!
+//! And what is served is right when `check()` says so: for damage that left checksums
+//! honest, a map whose `check()` is clean holds exactly the latest commit or the one
+//! before (damage to the newest commit's entries makes open fall back), and `iter`,
+//! `get` and `get_many` agree with it. (`get` reads without verifying checksums — it is
+//! zero-copy and allocation-free — so on an image that `check()` finds damaged it may
+//! serve damaged bytes; the test counts those cases.)
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
+use core::panic::AssertUnwindSafe;
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::alloc::System;
+use std::collections::BTreeMap;
+use std::panic;
+
+use hamtdb_core::hash::murmur3_x86_32;
+use hamtdb_core::{Error, Map, MapOptions, Region, RegionError, RegionOp, VecRegion};
+use hamtdb_tests::SplitMix64;
+use hamtdb_tests::map_model::{Model, TestHasher, key, value};
+
+// ---- Allocation watch -----------------------------------------------------------------
+
+/// The largest single allocation a corrupted image may cause: far above what a 32 KiB
+/// image needs, far below what trusting a damaged length field would ask for.
+const ALLOCATION_LIMIT: usize = 16 << 20;
+
+thread_local! {
+    static WATCHING: Cell<bool> = const { Cell::new(false) };
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The system allocator, noting the largest request of a watching thread.
+struct Watch;
+
+// SAFETY: forwards every call to `System` unchanged; the thread-locals it touches are
+// const-initialized `Cell`s without destructors, so using them allocates nothing.
+unsafe impl GlobalAlloc for Watch {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which is System's.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        // SAFETY: as for `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with `layout` (every allocation goes there).
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        // SAFETY: as for `dealloc`, and the caller keeps `realloc`'s contract.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn note(size: usize) {
+    if WATCHING.with(Cell::get) {
+        LARGEST.with(|l| l.set(l.get().max(size)));
+    }
+}
+
+#[global_allocator]
+static WATCH: Watch = Watch;
+
+// ---- A region with a budget -----------------------------------------------------------
+
+/// The error code of a call refused because the image's budget ran out.
+const BUDGET_CODE: i32 = -0xB0D;
+/// Region calls one image may make: open, the reads, a compaction and a reopen of a
+/// 32 KiB image need a few thousand.
+const CALL_BUDGET: u64 = 200_000;
+
+/// A `VecRegion` that refuses every call after a budget: a loop that a damaged image could
+/// keep going ends in an error the test reports.
+struct BoundedRegion {
+    inner: VecRegion,
+    left: AtomicU64,
+}
+
+impl BoundedRegion {
+    fn new(image: &[u8]) -> Self {
+        BoundedRegion {
+            inner: VecRegion::from_bytes(image, 1 << 20),
+            left: AtomicU64::new(CALL_BUDGET),
+        }
+    }
+
+    fn spend(&self, op: RegionOp) -> Result<(), RegionError> {
+        let left = self.left.load(Ordering::Relaxed);
+        if left == 0 {
+            return Err(RegionError::Io {
+                op,
+                code: BUDGET_CODE,
+            });
+        }
+        self.left.store(left - 1, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+// SAFETY: every method forwards to the inner `VecRegion` (which keeps the three promises)
+// or fails before touching it.
+unsafe impl Region for BoundedRegion {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
+        self.spend(RegionOp::Read)?;
+        self.inner.read(offset, buf)
+    }
+
+    fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        self.spend(RegionOp::Read)?;
+        self.inner.view(offset, len)
+    }
+
+    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
+        self.spend(RegionOp::Write)?;
+        // SAFETY: the caller keeps `Region::write`'s contract, which is the inner one's.
+        unsafe { self.inner.write(offset, data) }
+    }
+
+    fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
+        self.spend(RegionOp::Grow)?;
+        self.inner.grow(min_len)
+    }
+
+    unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
+        self.spend(RegionOp::Truncate)?;
+        // SAFETY: the caller keeps `Region::truncate`'s contract, which is the inner one's.
+        unsafe { self.inner.truncate(new_len) }
+    }
+
+    fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
+        self.spend(RegionOp::Sync)?;
+        self.inner.sync(offset, len)
+    }
+}
+
+// ---- The committed images -------------------------------------------------------------
+
+const SEED: u64 = 0x0bad_c0de_5eed;
+
+/// A committed image, the hasher it was written with, and its last two commits (a
+/// damaged newest commit legitimately falls back to the one before).
+struct Base {
+    name: &'static str,
+    hasher: TestHasher,
+    image: Vec<u8>,
+    latest: Model,
+    previous: Model,
+}
+
+impl Base {
+    /// Every key either commit holds, and some absent ones.
+    fn keys(&self) -> Vec<Vec<u8>> {
+        let mut keys: Vec<Vec<u8>> = self.latest.keys().cloned().collect();
+        keys.extend(
+            self.previous
+                .keys()
+                .filter(|k| !self.latest.contains_key(*k))
+                .cloned(),
+        );
+        keys.extend([b"absent".to_vec(), Vec::new(), key(9999)]);
+        keys
+    }
+
+    /// The commit `pairs` (sorted) is exactly, if any.
+    fn which(&self, pairs: &[(Vec<u8>, Vec<u8>)]) -> Option<&Model> {
+        [&self.latest, &self.previous].into_iter().find(|m| {
+            m.len() == pairs.len()
+                && m.iter()
+                    .zip(pairs)
+                    .all(|((k, v), (pk, pv))| k == pk && v == pv)
+        })
+    }
+}
+
+/// Value lengths on both sides of the inline limit (16).
+const LENS: [usize; 6] = [0, 5, 16, 17, 40, 200];
+
+/// Runs a workload on a fresh map and returns its image and last two commits: puts,
+/// overwrites between inline and value entries, deletes, a compaction, an eventual
+/// commit and a sync, then two more commits (stale copies and free space in the image).
+fn base_image(name: &'static str, hasher: TestHasher, keys: &[Vec<u8>]) -> Base {
+    let options = MapOptions {
+        inline_max: 16,
+        seed: SEED,
+    };
+    let map = Map::create_with_hasher(VecRegion::with_capacity(1 << 20), options, hasher).unwrap();
+    let mut model = Model::new();
+    let put = |t: &mut hamtdb_core::WriteTxn<'_, VecRegion, TestHasher>,
+               model: &mut Model,
+               k: &[u8],
+               v: Vec<u8>| {
+        t.put(k, &v).unwrap();
+        model.insert(k.to_vec(), v);
+    };
+    let mut t = map.begin_write();
+    for (i, k) in keys.iter().enumerate() {
+        put(&mut t, &mut model, k, value(LENS[i % 6], i as u8));
+    }
+    t.commit().unwrap();
+    let mut t = map.begin_write();
+    for (i, k) in keys.iter().enumerate().step_by(3) {
+        put(
+            &mut t,
+            &mut model,
+            k,
+            value(LENS[(i + 2) % 6], 0x40 ^ i as u8),
+        );
+    }
+    for k in keys.iter().skip(1).step_by(5) {
+        t.delete(k).unwrap();
+        model.remove(k);
+    }
+    t.commit().unwrap();
+    map.compact().unwrap();
+    let mut t = map.begin_write();
+    for (i, k) in keys.iter().enumerate().skip(2).step_by(7) {
+        put(&mut t, &mut model, k, value(LENS[(i + 4) % 6], 0x90));
+    }
+    t.commit_with(hamtdb_core::Durability::Eventual).unwrap();
+    map.sync().unwrap();
+    let mut t = map.begin_write();
+    for k in keys.iter().skip(3).step_by(11) {
+        if model.remove(k).is_some() {
+            t.delete(k).unwrap();
+        }
+    }
+    t.commit().unwrap();
+    let previous = model.clone();
+    let mut t = map.begin_write();
+    put(&mut t, &mut model, b"last", value(30, 0xB0));
+    put(&mut t, &mut model, &keys[0], value(4, 0xB1));
+    t.delete(&keys[4]).unwrap();
+    model.remove(&keys[4]);
+    t.commit().unwrap();
+    assert!(map.check().is_ok());
+    Base {
+        name,
+        hasher,
+        image: map.into_region().to_vec(),
+        latest: model,
+        previous,
+    }
+}
+
+/// 100 `key-N` keys under MurmurHash3; and 32 keys under `KeyBytes` of which groups of
+/// four differ only in trailing zeros (collision nodes at depth 21).
+fn bases() -> Vec<Base> {
+    let murmur: Vec<Vec<u8>> = (0..100).map(key).collect();
+    let colliding: Vec<Vec<u8>> = (0..8u8)
+        .flat_map(|g| (0..4).map(move |z| [&[b'a' + g][..], &vec![0; z]].concat()))
+        .collect();
+    vec![
+        base_image("murmur", TestHasher::Murmur, &murmur),
+        base_image("collisions", TestHasher::KeyBytes, &colliding),
+    ]
+}
+
+// ---- Damage ---------------------------------------------------------------------------
+
+/// One damaged variant of a base image.
+#[derive(Clone, Copy, Debug)]
+enum Damage {
+    /// XOR the byte at `offset` with `mask`.
+    Flip { offset: usize, mask: u8 },
+    /// Keep only the first `len` bytes.
+    Truncate { len: usize },
+    /// Overwrite `len` bytes at `offset` with bytes from `seed` (or zeros, or 0xFF).
+    Garbage {
+        offset: usize,
+        len: usize,
+        seed: u64,
+    },
+    /// XOR byte `byte` of the meta slot at `slot` with `mask`, then recompute its
+    /// checksum.
+    MetaField { slot: usize, byte: usize, mask: u8 },
+    /// Set the meta slot's u64 field at `byte` to `value`, with a valid checksum.
+    MetaValue {
+        slot: usize,
+        byte: usize,
+        value: u64,
+    },
+    /// XOR byte `byte` of the entry at `entry` (header or payload) with `mask`, then
+    /// recompute the entry's checksum.
+    EntryField { entry: usize, byte: usize, mask: u8 },
+}
+
+impl Damage {
+    /// Whether checksums still vouch for the data, or the damage forged them.
+    fn checksums_honest(self) -> bool {
+        !matches!(
+            self,
+            Damage::EntryField { .. } | Damage::MetaValue { .. } | Damage::MetaField { .. }
+        )
+    }
+
+    fn apply(self, base: &[u8]) -> Vec<u8> {
+        let mut image = base.to_vec();
+        match self {
+            Damage::Flip { offset, mask } => image[offset] ^= mask,
+            Damage::Truncate { len } => image.truncate(len),
+            Damage::Garbage { offset, len, seed } => {
+                let end = (offset + len).min(image.len());
+                let range = &mut image[offset..end];
+                match seed % 3 {
+                    0 => range.fill(0),
+                    1 => range.fill(0xFF),
+                    _ => SplitMix64::new(seed).fill_bytes(range),
+                }
+            }
+            Damage::MetaField { slot, byte, mask } => {
+                image[slot + byte] ^= mask;
+                reseal_meta(&mut image, slot);
+            }
+            Damage::MetaValue { slot, byte, value } => {
+                image[slot + byte..slot + byte + 8].copy_from_slice(&value.to_le_bytes());
+                reseal_meta(&mut image, slot);
+            }
+            Damage::EntryField { entry, byte, mask } => {
+                if entry + byte < image.len() {
+                    image[entry + byte] ^= mask;
+                }
+                reseal_entry(&mut image, entry);
+            }
+        }
+        image
+    }
+}
+
+/// Recomputes a meta slot's checksum (docs/FORMAT.md: murmur3 of bytes 0..252, seed
+/// "META").
+fn reseal_meta(image: &mut [u8], slot: usize) {
+    let sum = murmur3_x86_32(&image[slot..slot + 252], 0x4154_454d);
+    image[slot + 252..slot + 256].copy_from_slice(&sum.to_le_bytes());
+}
+
+fn le32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b.try_into().expect("4 bytes"))
+}
+
+/// The documented entry checksum of the entry at `offset` whose bytes are `entry`.
+fn entry_checksum(offset: usize, entry: &[u8]) -> u32 {
+    let x = SEED ^ (offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    murmur3_x86_32(&entry[4..], (x as u32) ^ ((x >> 32) as u32))
+}
+
+/// Recomputes the checksum of the entry at `offset`, as far as its (possibly damaged)
+/// length field lets us.
+fn reseal_entry(image: &mut [u8], offset: usize) {
+    let len = le32(&image[offset + 12..offset + 16]) as usize;
+    let end = (offset + 32).saturating_add(len).min(image.len());
+    let sum = entry_checksum(offset, &image[offset..end]);
+    image[offset..offset + 4].copy_from_slice(&sum.to_le_bytes());
+}
+
+/// Offsets and lengths of every map entry (branch, collision, value) whose checksum is
+/// valid where it lies, live or stale.
+fn valid_entries(image: &[u8]) -> Vec<(usize, usize)> {
+    (1024..image.len().saturating_sub(32))
+        .step_by(8)
+        .filter_map(|off| {
+            let len = le32(&image[off + 12..off + 16]) as usize;
+            let kind_ok = matches!(image[off + 4], 0x10..=0x12) && image[off + 5] == 1;
+            (kind_ok
+                && off + 32 + len <= image.len()
+                && le32(&image[off..off + 4]) == entry_checksum(off, &image[off..off + 32 + len]))
+            .then_some((off, len))
+        })
+        .collect()
+}
+
+/// The damaged variants of `image`: a deterministic selection; `every` thins the
+/// byte-wise ones for the second base.
+fn variants(image: &[u8], every: usize) -> Vec<Damage> {
+    let mut out = Vec::new();
+    let mut rng = SplitMix64::new(0xD00D ^ image.len() as u64);
+    for offset in 0..image.len() {
+        if offset < 1024 || offset % (3 * every) == 0 {
+            out.push(Damage::Flip {
+                offset,
+                mask: 1 << (offset / 3 % 8),
+            });
+        }
+        if offset >= 1024 && offset % (11 * every) == 0 {
+            out.push(Damage::Flip { offset, mask: 0xFF });
+        }
+    }
+    for len in (0..image.len())
+        .step_by(64 * every)
+        .chain((1..image.len()).step_by(509))
+    {
+        out.push(Damage::Truncate { len });
+    }
+    for _ in 0..200 {
+        let offset = rng.below_usize(image.len());
+        let longest = if rng.coin() { 16 } else { 600 };
+        let len = 1 + rng.below_usize(longest);
+        out.push(Damage::Garbage {
+            offset,
+            len,
+            seed: rng.next_u64(),
+        });
+    }
+    for slot in [0, 512] {
+        for byte in 8..252 {
+            out.push(Damage::MetaField {
+                slot,
+                byte,
+                mask: [0x01, 0xFF][byte % 2],
+            });
+        }
+        for byte in (16..152).step_by(8) {
+            for value in [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX] {
+                out.push(Damage::MetaValue { slot, byte, value });
+            }
+        }
+    }
+    // Header bytes of every other valid entry, and payload bytes (bitmaps, child offsets,
+    // pair offsets, key and value lengths), checksum recomputed.
+    for (i, (entry, len)) in valid_entries(image).into_iter().enumerate() {
+        if i % every != 0 {
+            continue;
+        }
+        for byte in 4..32 {
+            let mask = [0x01, 0x10, 0xFF][byte % 3];
+            out.push(Damage::EntryField { entry, byte, mask });
+        }
+        for byte in (32..32 + len.min(96)).step_by(2 + every) {
+            let mask = [0x01, 0x80, 0xFF][byte % 3];
+            out.push(Damage::EntryField { entry, byte, mask });
+        }
+    }
+    out
+}
+
+// ---- Exercising one image -------------------------------------------------------------
+
+#[derive(Default, Debug)]
+struct Outcomes {
+    images: u64,
+    opened: u64,
+    rejected: BTreeMap<&'static str, u64>,
+    /// Opened, honest damage, `check()` clean: the data was verified to be one commit.
+    clean_and_right: u64,
+    /// Opened and `check()` reported problems.
+    check_found: u64,
+    /// Of those (honest damage), `get` served bytes never committed for the key.
+    unverified_gets: u64,
+    /// Images on which a write, a compaction and a reopen were tried, and went through.
+    written: u64,
+    compacted: u64,
+    largest_allocation: usize,
+    failures: Vec<String>,
+}
+
+fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::Corrupted { .. } => "Corrupted",
+        Error::NotInitialized => "NotInitialized",
+        Error::UnsupportedVersion { .. } => "UnsupportedVersion",
+        Error::WrongKind { .. } => "WrongKind",
+        Error::Region(RegionError::OutOfBounds { .. }) => "Region(OutOfBounds)",
+        Error::Region(_) => "Region(other)",
+        Error::TooLarge { .. } => "TooLarge",
+        Error::InvalidOption { .. } => "InvalidOption",
+        _ => "other",
+    }
+}
+
+/// Fails on an error that means the budget ran out (a runaway loop).
+fn bounded<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
+    match r {
+        Err(Error::Region(RegionError::Io {
+            code: BUDGET_CODE, ..
+        })) => Err(format!("{what} ran past {CALL_BUDGET} region calls")),
+        _ => Ok(()),
+    }
+}
+
+type DamagedMap = Map<BoundedRegion, TestHasher>;
+
+/// Opens the damaged image, runs every read on it, checks what it served, then, if
+/// `write`, a put, a delete, a compaction and a reopen.
+fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Result<(), String> {
+    let image = damage.apply(&base.image);
+    let map: DamagedMap = match Map::open_with_hasher(BoundedRegion::new(&image), base.hasher) {
+        Ok(m) => m,
+        Err(e) => {
+            bounded("open", &Err::<(), _>(e))?;
+            *out.rejected.entry(kind(&e)).or_default() += 1;
+            return Ok(());
+        }
+    };
+    out.opened += 1;
+    let keys = base.keys();
+    let _ = map.len();
+    let mut got = Vec::new();
+    for k in &keys {
+        let r = map.get(k);
+        bounded("get", &r)?;
+        got.push(r.ok().map(|v| v.map(|v| v.to_vec())));
+        bounded("contains_key", &map.contains_key(k))?;
+    }
+    {
+        let snapshot = map.begin_read();
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let many = snapshot.get_many(&refs);
+        bounded("get_many", &many)?;
+        if let Ok(many) = &many
+            && many.len() != keys.len()
+        {
+            return Err(format!("get_many gave {} answers", many.len()));
+        }
+    }
+    let pairs = map.iter();
+    bounded("iter", &pairs)?;
+    let report = map.check();
+    if report.problems.iter().any(|p| p.what.is_empty()) {
+        return Err("a problem without a description".into());
+    }
+    bounded("stats", &map.stats())?;
+    let honest = damage.checksums_honest();
+    if report.is_ok() {
+        let Ok(mut pairs) = pairs else {
+            return Err(format!("check() is clean but iter failed: {pairs:?}"));
+        };
+        pairs.sort();
+        match base.which(&pairs) {
+            Some(state) => {
+                for (k, g) in keys.iter().zip(&got) {
+                    if g.as_ref() != Some(&state.get(k).cloned()) {
+                        return Err(format!("check() is clean but get({k:?}) is {g:?}"));
+                    }
+                }
+                if map.len() != state.len() as u64 {
+                    return Err(format!("len() is {}", map.len()));
+                }
+                out.clean_and_right += 1;
+            }
+            None if honest => {
+                return Err(format!(
+                    "check() is clean but iter() holds {} pairs of neither commit",
+                    pairs.len()
+                ));
+            }
+            None => {}
+        }
+    } else {
+        out.check_found += 1;
+        if honest {
+            let wrong = keys.iter().zip(&got).any(|(k, g)| {
+                matches!(g, Some(Some(v)) if base.latest.get(k) != Some(v) && base.previous.get(k) != Some(v))
+            });
+            out.unverified_gets += u64::from(wrong);
+        }
+    }
+    if !write {
+        return Ok(());
+    }
+    let put = map.put(b"after damage", b"v");
+    bounded("put", &put)?;
+    let deleted = map.delete(&keys[0]);
+    bounded("delete", &deleted)?;
+    if put.is_ok() && deleted.is_ok() {
+        out.written += 1;
+    }
+    let compacted = map.compact();
+    bounded("compact", &compacted)?;
+    if compacted.is_ok() {
+        out.compacted += 1;
+        // Compaction copies only entries whose checksums verify: a map that was clean
+        // stays clean.
+        if report.is_ok() && put.is_ok() && deleted.is_ok() && !map.check().is_ok() {
+            return Err("compaction damaged a clean map".into());
+        }
+    }
+    let reopened = Map::open_with_hasher(map.into_region(), base.hasher);
+    bounded("reopen", &reopened)?;
+    if let Ok(m) = reopened {
+        bounded("iter after reopen", &m.iter())?;
+    }
+    Ok(())
+}
+
+/// Runs `exercise` on every variant, on a few threads, catching panics.
+fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
+    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().min(8));
+    let chunk = variants.len().div_ceil(threads);
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let worker = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with("corruption-"));
+        if !worker {
+            default_hook(info);
+        }
+    }));
+    let parts: Vec<Outcomes> = std::thread::scope(|scope| {
+        let handles: Vec<_> = variants
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                std::thread::Builder::new()
+                    .name(format!("corruption-{i}"))
+                    .spawn_scoped(scope, move || {
+                        let mut out = Outcomes::default();
+                        for (n, &damage) in part.iter().enumerate() {
+                            out.images += 1;
+                            // Writes and compaction on every sixth image: the slow part.
+                            let write = n % 6 == 0;
+                            WATCHING.with(|w| w.set(true));
+                            let result = panic::catch_unwind(AssertUnwindSafe(|| {
+                                exercise(base, damage, write, &mut out)
+                            }));
+                            WATCHING.with(|w| w.set(false));
+                            let why = match result {
+                                Ok(Ok(())) => continue,
+                                Ok(Err(why)) => why,
+                                Err(panic) => format!(
+                                    "panicked: {}",
+                                    panic
+                                        .downcast_ref::<String>()
+                                        .map(String::as_str)
+                                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                                        .unwrap_or("?")
+                                ),
+                            };
+                            out.failures.push(format!("{damage:?}: {why}"));
+                        }
+                        out.largest_allocation = LARGEST.with(Cell::get);
+                        out
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    let _ = panic::take_hook();
+    let mut total = Outcomes::default();
+    for part in parts {
+        total.images += part.images;
+        total.opened += part.opened;
+        total.clean_and_right += part.clean_and_right;
+        total.check_found += part.check_found;
+        total.unverified_gets += part.unverified_gets;
+        total.written += part.written;
+        total.compacted += part.compacted;
+        total.largest_allocation = total.largest_allocation.max(part.largest_allocation);
+        for (k, v) in part.rejected {
+            *total.rejected.entry(k).or_default() += v;
+        }
+        total.failures.extend(part.failures);
+    }
+    total
+}
+
+#[test]
+fn damaged_map_images_give_typed_errors_never_panics_or_unchecked_wrong_data() {
+    let mut failures = Vec::new();
+    let mut images = 0;
+    for (i, base) in bases().iter().enumerate() {
+        assert!(
+            base.image.len() < 48 << 10,
+            "{} image is {} bytes",
+            base.name,
+            base.image.len()
+        );
+        // The pristine image opens to the latest commit.
+        let pristine = exercise(
+            base,
+            Damage::Truncate { len: usize::MAX },
+            true,
+            &mut Outcomes::default(),
+        );
+        assert_eq!(pristine, Ok(()));
+        let variants = variants(&base.image, [8, 10][i]);
+        let out = run_all(base, &variants);
+        eprintln!(
+            "map corruption ({}): {} images ({} bytes each): {} opened, {} rejected at open \
+             {:?}; {} clean by check() and verified equal to a commit, {} found damaged by \
+             check(), {} of them served unverified bytes through get; {} took a write, {} \
+             compacted; largest allocation {} bytes",
+            base.name,
+            out.images,
+            base.image.len(),
+            out.opened,
+            out.rejected.values().sum::<u64>(),
+            out.rejected,
+            out.clean_and_right,
+            out.check_found,
+            out.unverified_gets,
+            out.written,
+            out.compacted,
+            out.largest_allocation
+        );
+        assert!(out.largest_allocation < ALLOCATION_LIMIT, "{}", base.name);
+        assert!(
+            out.opened > out.images / 4,
+            "{}: most damage in data opens",
+            base.name
+        );
+        assert!(out.check_found > 100, "{}: check() finds damage", base.name);
+        assert!(
+            out.clean_and_right > 100,
+            "{}: harmless damage stays readable",
+            base.name
+        );
+        assert!(out.rejected.values().sum::<u64>() > 100, "{}", base.name);
+        assert!(out.compacted > 30, "{}", base.name);
+        images += out.images;
+        failures.extend(
+            out.failures
+                .into_iter()
+                .map(|f| format!("{}: {f}", base.name)),
+        );
+    }
+    eprintln!(
+        "map corruption: {images} images in all, {} failed",
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {images} images failed, e.g.:\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(20)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(images >= 4_000, "{images} images");
+}
+
+/// Regression: a meta slot forged with a valid checksum could make later arithmetic
+/// overflow: a txid of `u64::MAX` (the next commit's txid), a key count of `u64::MAX`
+/// (a put) or below the trie's keys (a delete). The first two are refused at open (the
+/// other slot is used), the last makes the delete a `Corrupted` error.
+#[test]
+fn forged_meta_counters_give_errors_not_overflows() {
+    let base = &bases()[0];
+    let slot = {
+        let txid = |s: usize| u64::from_le_bytes(base.image[s + 16..s + 24].try_into().unwrap());
+        if txid(512) > txid(0) { 512 } else { 0 }
+    };
+    let forged = |byte: usize, value: u64| {
+        let image = Damage::MetaValue { slot, byte, value }.apply(&base.image);
+        Map::open_with_hasher(VecRegion::from_bytes(&image, 1 << 20), base.hasher).unwrap()
+    };
+    for byte in [16, 40] {
+        let map = forged(byte, u64::MAX);
+        assert_eq!(
+            map.len(),
+            base.previous.len() as u64,
+            "fell back (field {byte})"
+        );
+        assert!(map.put(b"k", b"v").unwrap());
+    }
+    let map = forged(40, 0);
+    assert_eq!(map.len(), 0);
+    let present = base.latest.keys().next().unwrap();
+    assert!(matches!(map.delete(present), Err(Error::Corrupted { .. })));
+    assert!(!map.check().is_ok());
+}
