@@ -117,6 +117,17 @@ fn main_inner() -> Result<(), BenchError> {
             report::ratio_to_lmdb(&records, r).unwrap_or(f64::NAN)
         );
     }
+    if let Some(r) = records
+        .iter()
+        .find(|r| r.workload == Workload::UsedAfterLoad)
+    {
+        println!(
+            "hamtdb used end after the load: {} B ({:.2}× the logical bytes; the file is longer by \
+             its preallocated growth).\n",
+            r.bytes.unwrap_or(0),
+            r.bytes.unwrap_or(0) as f64 / logical as f64
+        );
+    }
     println!("Logical bytes (keys + values): {logical}\n");
     println!("Targets (issue 6):\n");
     println!(

@@ -334,13 +334,14 @@ pub fn svg(records: &[Record], title: &str) -> String {
                 s,
                 "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"{}\">\
                  <title>{store} {}: {ratio:.3}</title></rect>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{ratio:.2}</text>",
+                 <text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\">{}</text>",
                 w.max(1.0),
                 BAR - 2.0,
                 color(store),
                 workload.name(),
-                if x1 >= x0 { x1 + 3.0 } else { x1 - 26.0 },
-                y + BAR - 3.0
+                if x1 >= x0 { x1 + 3.0 } else { x1 - 30.0 },
+                y + BAR - 3.0,
+                short(*ratio)
             );
             y += BAR;
         }
@@ -348,6 +349,15 @@ pub fn svg(records: &[Record], title: &str) -> String {
     }
     s += "</svg>\n";
     s
+}
+
+/// Two decimals, or three significant digits below 0.1 (so that 0.002 does not read 0.00).
+fn short(x: f64) -> String {
+    if x < 0.1 {
+        format!("{x:.1e}")
+    } else {
+        format!("{x:.2}")
+    }
 }
 
 fn escape(text: &str) -> String {
