@@ -237,6 +237,9 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     hasher: H,
     seed: u64,
     inline_max: u32,
+    /// Bytes of the entries reachable at a txid, remembered by compaction steps: a step
+    /// only moves entries, so the next step need not check the whole map again.
+    live_entries: spin::Mutex<Option<(u64, u64)>>,
     /// Room given to value entries, in 1/65536 of their length (see
     /// [`Map::set_extension_factor`]); a runtime setting, not stored in the region.
     extension: AtomicU32,
@@ -315,6 +318,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             }),
             hasher,
             extension: AtomicU32::new(EXTENSION_ONE),
+            live_entries: spin::Mutex::new(None),
         }
     }
 
@@ -541,8 +545,11 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         };
         // Each step moves entries strictly down, so the steps end; the bound is a guard
         // against a damaged image.
+        // Each step walks the trie down to what it moves: steps of an eighth of the used
+        // length keep a big map's compaction to a handful of walks.
+        let step = COMPACT_STEP_BYTES.max(report.used_end_before / 8);
         for _ in 0..1024 {
-            let moved = self.compact_step(COMPACT_STEP_BYTES)?;
+            let moved = self.compact_step(step)?;
             if moved == 0 {
                 break;
             }
@@ -582,8 +589,16 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// lie above where a tightly packed region would end into lower free space, and
     /// commits durably. Returns the bytes taken (0: nothing left to move).
     pub fn compact_step(&self, budget: u64) -> Result<u64, Error> {
-        let live = self.live_entry_bytes()?;
         let mut txn = self.begin_write();
+        // Moving entries keeps the reachable bytes or lowers them (a moved value loses its
+        // slack), so the figure a previous step left for this very commit is still an upper
+        // bound, and a high limit only moves less. Anything else: check the map again.
+        let txid = txn.space.committed().txid;
+        let cached = *self.live_entries.lock();
+        let live = match cached {
+            Some((at, bytes)) if at == txid => bytes,
+            _ => self.live_entry_bytes()?,
+        };
         // Space freed while snapshots were open becomes free once they are gone; learn
         // the current floor, or nothing may look free below the tail and nothing moves.
         let floor = self.snapshots.lock().floor();
@@ -620,6 +635,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             return Ok(0);
         }
         txn.commit()?;
+        *self.live_entries.lock() = Some((txid + 1, live));
         Ok(taken)
     }
 
