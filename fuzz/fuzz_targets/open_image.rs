@@ -10,24 +10,18 @@
 //! is the image. Seed the corpus with the golden images under tests/fixtures/v1/.
 #![no_main]
 
-use hamtdb_core::hash::murmur3_x86_32;
 use hamtdb_core::{Buffer, EntryId, Map, VecRegion};
+use hamtdb_tests::damage::{
+    DATA_START, HEADER_LEN, META_SLOTS, le32, le64, reseal_entry, reseal_meta,
+};
 use libfuzzer_sys::fuzz_target;
-
-const META_SLOTS: [usize; 2] = [0, 512];
-const DATA_START: usize = 1024;
 
 fn reseal_metas(image: &mut [u8]) {
     for slot in META_SLOTS {
         if image.len() >= slot + 256 {
-            let sum = murmur3_x86_32(&image[slot..slot + 252], 0x4154_454d);
-            image[slot + 252..slot + 256].copy_from_slice(&sum.to_le_bytes());
+            reseal_meta(image, slot);
         }
     }
-}
-
-fn le32(b: &[u8]) -> usize {
-    u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize
 }
 
 /// Reseals every 8-aligned entry header with a known kind whose length fits, with the
@@ -36,15 +30,13 @@ fn reseal_entries(image: &mut [u8]) {
     if image.len() < DATA_START {
         return;
     }
-    let seed = u64::from_le_bytes(image[96..104].try_into().expect("8 bytes"));
+    let seed = le64(&image[96..104]);
     let mut off = DATA_START;
-    while off + 32 <= image.len() {
+    while off + HEADER_LEN <= image.len() {
         let kind_ok = matches!(image[off + 4], 0x01 | 0x02 | 0x10 | 0x11 | 0x12);
-        let end = (off + 32).checked_add(le32(&image[off + 12..off + 16]));
-        if let Some(end) = end.filter(|&end| kind_ok && end <= image.len()) {
-            let x = seed ^ (off as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let sum = murmur3_x86_32(&image[off + 4..end], (x as u32) ^ ((x >> 32) as u32));
-            image[off..off + 4].copy_from_slice(&sum.to_le_bytes());
+        let end = (off + HEADER_LEN).checked_add(le32(&image[off + 12..off + 16]) as usize);
+        if end.is_some_and(|end| kind_ok && end <= image.len()) {
+            reseal_entry(image, seed, off);
         }
         off += 8;
     }

@@ -10,40 +10,16 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Barrier;
 
-use hamtdb::{
-    Db, DbCompactionPolicy, DbError, Durability, Error, GrowthPolicy, MAX_KEY_LEN, Options, ReadTxn,
-};
+use hamtdb::{Db, DbCompactionPolicy, DbError, Durability, Error, MAX_KEY_LEN, Options, ReadTxn};
+
+mod common;
+use common::{Rng, small_growth};
 
 // `Db` is shared between threads by reference: it must be `Send + Sync`.
 const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Db>();
 };
-
-/// splitmix64: a small, seeded generator (no dependency needed).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn small_growth() -> GrowthPolicy {
-    GrowthPolicy {
-        initial: 64 << 10,
-        double_until: 1 << 30,
-        step: 1 << 30,
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Stress: transfers between accounts.

@@ -14,7 +14,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use hamtdb::{Db, DbError, Durability, GrowthPolicy};
+use hamtdb::{Db, DbError, Durability};
+
+mod common;
+use common::{Rng, small_growth};
 
 const CHILD_ENV: &str = "HAMTDB_DB_TEST_CHILD";
 const CHILD_PATH_ENV: &str = "HAMTDB_DB_TEST_PATH";
@@ -24,31 +27,6 @@ const CHILD_LOCKED: i32 = 20;
 const CHILD_OPENED: i32 = 21;
 const CHILD_OPEN_FAILED: i32 = 22;
 const CHILD_DONE: i32 = 23;
-
-/// splitmix64: a small, seeded generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn small_growth() -> GrowthPolicy {
-    GrowthPolicy {
-        initial: 64 << 10,
-        double_until: 1 << 30,
-        step: 1 << 30,
-    }
-}
 
 fn child_command(role: &str, path: &Path) -> Command {
     let mut command = Command::new(std::env::current_exe().unwrap());

@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 
 pub mod buffer_model;
+pub mod damage;
 pub mod fault_region;
 pub mod map_model;
 pub mod rng;

@@ -9,146 +9,20 @@
 //! not before compaction, and not after it (compaction must not launder a damaged
 //! record into a fresh checksum).
 
-use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::panic::AssertUnwindSafe;
-use core::sync::atomic::{AtomicU64, Ordering};
-use std::alloc::System;
 use std::collections::BTreeMap;
 use std::panic;
 
-use hamtdb_core::hash::murmur3_x86_32;
-use hamtdb_core::{
-    Buffer, BufferOptions, Durability, EntryId, Error, Region, RegionError, RegionOp, VecRegion,
-};
+use hamtdb_core::{Buffer, BufferOptions, Durability, EntryId, Error, VecRegion};
 use hamtdb_tests::SplitMix64;
 use hamtdb_tests::buffer_model::payload;
-
-// ---- Allocation watch -----------------------------------------------------------------
-
-/// The largest single allocation a corrupted image may cause: far above what an 8 KiB
-/// image needs, far below what trusting a damaged length field would ask for.
-const ALLOCATION_LIMIT: usize = 16 << 20;
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, noting the largest request of a watching thread.
-struct Watch;
-
-// SAFETY: forwards every call to `System` unchanged; the thread-locals it touches are
-// const-initialized `Cell`s without destructors, so using them allocates nothing.
-unsafe impl GlobalAlloc for Watch {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which is System's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with `layout` (every allocation goes there).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: as for `dealloc`, and the caller keeps `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn note(size: usize) {
-    if WATCHING.with(Cell::get) {
-        LARGEST.with(|l| l.set(l.get().max(size)));
-    }
-}
+use hamtdb_tests::damage::{
+    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, le32,
+    valid_entries,
+};
 
 #[global_allocator]
-static WATCH: Watch = Watch;
-
-// ---- A region with a budget -----------------------------------------------------------
-
-/// The error code of a call refused because the image's budget ran out.
-const BUDGET_CODE: i32 = -0xB0D;
-/// Region calls one image may make: open, the reads, a compaction and a reopen of an
-/// 8 KiB image need a few thousand.
-const CALL_BUDGET: u64 = 200_000;
-
-/// A `VecRegion` that refuses every call after a budget: a loop that a damaged image could
-/// keep going ends in an error the test reports.
-struct BoundedRegion {
-    inner: VecRegion,
-    left: AtomicU64,
-}
-
-impl BoundedRegion {
-    fn new(image: &[u8]) -> Self {
-        BoundedRegion {
-            inner: VecRegion::from_bytes(image, 1 << 20),
-            left: AtomicU64::new(CALL_BUDGET),
-        }
-    }
-
-    fn spend(&self, op: RegionOp) -> Result<(), RegionError> {
-        let left = self.left.load(Ordering::Relaxed);
-        if left == 0 {
-            return Err(RegionError::Io {
-                op,
-                code: BUDGET_CODE,
-            });
-        }
-        self.left.store(left - 1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-// SAFETY: every method forwards to the inner `VecRegion` (which keeps the three promises)
-// or fails before touching it.
-unsafe impl Region for BoundedRegion {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        self.spend(RegionOp::Read)?;
-        self.inner.read(offset, buf)
-    }
-
-    fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        self.spend(RegionOp::Read)?;
-        self.inner.view(offset, len)
-    }
-
-    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        self.spend(RegionOp::Write)?;
-        // SAFETY: the caller keeps `Region::write`'s contract, which is the inner one's.
-        unsafe { self.inner.write(offset, data) }
-    }
-
-    fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
-        self.spend(RegionOp::Grow)?;
-        self.inner.grow(min_len)
-    }
-
-    unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
-        self.spend(RegionOp::Truncate)?;
-        // SAFETY: the caller keeps `Region::truncate`'s contract, which is the inner one's.
-        unsafe { self.inner.truncate(new_len) }
-    }
-
-    fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        self.spend(RegionOp::Sync)?;
-        self.inner.sync(offset, len)
-    }
-}
+static WATCH: AllocationWatch = AllocationWatch;
 
 // ---- The committed image --------------------------------------------------------------
 
@@ -232,10 +106,9 @@ fn base_image() -> Base {
     b.commit().unwrap();
     let next_id = got.get() + 1;
     let image = b.into_region().to_vec();
-    let payloads = valid_entries(&image)
+    let payloads = valid_entries(&image, SEED, |kind| kind == 1)
         .into_iter()
-        .filter(|&off| image[off + 4] == 1)
-        .filter_map(|off| {
+        .filter_map(|(off, _)| {
             let id = u64::from_le_bytes(image[off + 24..off + 32].try_into().unwrap());
             let len = le32(&image[off + 12..off + 16]) as usize;
             let data = &image[off + 32..off + 32 + len];
@@ -261,116 +134,6 @@ fn base_image() -> Base {
 }
 
 // ---- Damage ---------------------------------------------------------------------------
-
-/// One damaged variant of the base image.
-#[derive(Clone, Copy, Debug)]
-enum Damage {
-    /// XOR the byte at `offset` with `mask`.
-    Flip { offset: usize, mask: u8 },
-    /// Keep only the first `len` bytes.
-    Truncate { len: usize },
-    /// Overwrite `len` bytes at `offset` with bytes from `seed` (or zeros, or 0xFF).
-    Garbage {
-        offset: usize,
-        len: usize,
-        seed: u64,
-    },
-    /// XOR byte `byte` of the meta slot at `slot` with `mask`, then recompute its
-    /// checksum.
-    MetaField { slot: usize, byte: usize, mask: u8 },
-    /// Set the meta slot's u64 field at `byte` to `value`, with a valid checksum.
-    MetaValue {
-        slot: usize,
-        byte: usize,
-        value: u64,
-    },
-    /// XOR byte `byte` of the header of the entry at `entry` with `mask`, then recompute
-    /// the entry's checksum.
-    EntryField { entry: usize, byte: usize, mask: u8 },
-}
-
-impl Damage {
-    /// Whether checksums still vouch for the data (so a wrong `get` is a bug), or the
-    /// damage forged them.
-    fn checksums_honest(self) -> bool {
-        !matches!(
-            self,
-            Damage::EntryField { .. } | Damage::MetaValue { .. } | Damage::MetaField { .. }
-        )
-    }
-
-    fn apply(self, base: &[u8]) -> Vec<u8> {
-        let mut image = base.to_vec();
-        match self {
-            Damage::Flip { offset, mask } => image[offset] ^= mask,
-            Damage::Truncate { len } => image.truncate(len),
-            Damage::Garbage { offset, len, seed } => {
-                let end = (offset + len).min(image.len());
-                let range = &mut image[offset..end];
-                match seed % 3 {
-                    0 => range.fill(0),
-                    1 => range.fill(0xFF),
-                    _ => SplitMix64::new(seed).fill_bytes(range),
-                }
-            }
-            Damage::MetaField { slot, byte, mask } => {
-                image[slot + byte] ^= mask;
-                reseal_meta(&mut image, slot);
-            }
-            Damage::MetaValue { slot, byte, value } => {
-                image[slot + byte..slot + byte + 8].copy_from_slice(&value.to_le_bytes());
-                reseal_meta(&mut image, slot);
-            }
-            Damage::EntryField { entry, byte, mask } => {
-                image[entry + byte] ^= mask;
-                reseal_entry(&mut image, entry);
-            }
-        }
-        image
-    }
-}
-
-/// Recomputes a meta slot's checksum (docs/FORMAT.md: murmur3 of bytes 0..252, seed
-/// "META").
-fn reseal_meta(image: &mut [u8], slot: usize) {
-    let sum = murmur3_x86_32(&image[slot..slot + 252], 0x4154_454d);
-    image[slot + 252..slot + 256].copy_from_slice(&sum.to_le_bytes());
-}
-
-fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes(b.try_into().expect("4 bytes"))
-}
-
-/// The documented entry checksum of the entry at `offset` whose bytes (header and
-/// payload) are `entry`.
-fn entry_checksum(offset: usize, entry: &[u8]) -> u32 {
-    let x = SEED ^ (offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    murmur3_x86_32(&entry[4..], (x as u32) ^ ((x >> 32) as u32))
-}
-
-/// Recomputes the checksum of the entry at `offset`, as far as its (possibly damaged)
-/// length field lets us.
-fn reseal_entry(image: &mut [u8], offset: usize) {
-    let len = le32(&image[offset + 12..offset + 16]) as usize;
-    let end = (offset + 32).saturating_add(len).min(image.len());
-    let sum = entry_checksum(offset, &image[offset..end]);
-    image[offset..offset + 4].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Offsets of every entry in the data area whose checksum is valid where it lies (the
-/// live ones and stale ones alike).
-fn valid_entries(image: &[u8]) -> Vec<usize> {
-    (1024..image.len().saturating_sub(32))
-        .step_by(8)
-        .filter(|&off| {
-            let len = le32(&image[off + 12..off + 16]) as usize;
-            let kind_ok = matches!(image[off + 4], 1 | 2) && image[off + 5] == 1;
-            kind_ok
-                && off + 32 + len <= image.len()
-                && le32(&image[off..off + 4]) == entry_checksum(off, &image[off..off + 32 + len])
-        })
-        .collect()
-}
 
 /// The damaged variants: a deterministic selection that keeps a debug-build run within
 /// seconds.
@@ -422,7 +185,10 @@ fn variants(base: &Base) -> Vec<Damage> {
         }
     }
     // Every header byte of every third valid entry, checksum recomputed.
-    for entry in valid_entries(image).into_iter().step_by(3) {
+    for (entry, _) in valid_entries(image, SEED, |kind| matches!(kind, 1 | 2))
+        .into_iter()
+        .step_by(3)
+    {
         for byte in 4..32 {
             let mask = [0x01, 0x10, 0xFF][byte % 3];
             out.push(Damage::EntryField { entry, byte, mask });
@@ -445,36 +211,10 @@ struct Outcomes {
     failures: Vec<String>,
 }
 
-fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::Corrupted { .. } => "Corrupted",
-        Error::NotInitialized => "NotInitialized",
-        Error::UnsupportedVersion { .. } => "UnsupportedVersion",
-        Error::WrongKind { .. } => "WrongKind",
-        Error::Region(RegionError::OutOfBounds { .. }) => "Region(OutOfBounds)",
-        Error::Region(_) => "Region(other)",
-        Error::TooLarge { .. } => "TooLarge",
-        Error::NotFound { .. } => "NotFound",
-        Error::Removed { .. } => "Removed",
-        Error::InvalidOption { .. } => "InvalidOption",
-        _ => "other",
-    }
-}
-
-/// Fails on an error that means the budget ran out (a runaway loop).
-fn bounded<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
-    match r {
-        Err(Error::Region(RegionError::Io {
-            code: BUDGET_CODE, ..
-        })) => Err(format!("{what} ran past {CALL_BUDGET} region calls")),
-        _ => Ok(()),
-    }
-}
-
 /// Opens the damaged image and runs every read on it, then, if `compact`, a compaction
 /// and a reopen.
 fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> Result<(), String> {
-    let image = damage.apply(&base.image);
+    let image = damage.apply(&base.image, SEED);
     // A flip in a live record's payload: open must not fail, and only that record may
     // be unreadable.
     let victim = match damage {
@@ -490,7 +230,7 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
                     "damage in record {id}'s payload made open fail: {e:?}"
                 ));
             }
-            *out.rejected.entry(kind(&e)).or_default() += 1;
+            *out.rejected.entry(error_kind(&e)).or_default() += 1;
             return Ok(());
         }
     };
@@ -612,11 +352,11 @@ fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
                             out.images += 1;
                             // Compaction on every other image: it is the slow part.
                             let compact = n % 2 == 0;
-                            WATCHING.with(|w| w.set(true));
-                            let result = panic::catch_unwind(AssertUnwindSafe(|| {
-                                exercise(base, damage, compact, &mut out)
-                            }));
-                            WATCHING.with(|w| w.set(false));
+                            let result = AllocationWatch::watch(|| {
+                                panic::catch_unwind(AssertUnwindSafe(|| {
+                                    exercise(base, damage, compact, &mut out)
+                                }))
+                            });
                             let why = match result {
                                 Ok(Ok(())) => continue,
                                 Ok(Err(why)) => why,
@@ -631,7 +371,7 @@ fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
                             };
                             out.failures.push(format!("{damage:?}: {why}"));
                         }
-                        out.largest_allocation = LARGEST.with(Cell::get);
+                        out.largest_allocation = AllocationWatch::largest();
                         out
                     })
                     .expect("spawn")

@@ -10,12 +10,12 @@
 //! reopen, compact).
 
 use hamtdb_core::buffer::format::META_SLOT_OFFSETS;
-use hamtdb_core::hash::murmur3_x86_32;
 use hamtdb_core::{Buffer, Error, Region, RegionError};
 use hamtdb_tests::buffer_model::{
     BufferOp, Harness, ModelConfig, ModelState, SizeChange, check_state, match_crash_candidates,
     payload,
 };
+use hamtdb_tests::damage::{entry_checksum, le32, le64};
 use hamtdb_tests::{CrashMode, FaultRegion, POWER_CUT_CODE};
 
 use BufferOp::*;
@@ -456,22 +456,6 @@ fn a_commit_rejected_at_open_never_comes_back() {
 
 // ---- Phantom headers ------------------------------------------------------------------
 
-/// The entry checksum as docs/FORMAT.md defines it, written out here independently of the
-/// core: `murmur3_x86_32(entry[4 .. 32 + len], entry_seed)`.
-fn doc_checksum(seed: u64, offset: u64, entry: &[u8]) -> u32 {
-    let x = seed ^ offset.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let entry_seed = (x as u32) ^ ((x >> 32) as u32);
-    murmur3_x86_32(&entry[4..], entry_seed)
-}
-
-fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes(b.try_into().expect("4 bytes"))
-}
-
-fn le64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b.try_into().expect("8 bytes"))
-}
-
 /// A record entry (header and payload) that the format accepts at `offset`: right kind,
 /// status, capacity and length, and a checksum valid for that place and `seed`.
 fn craft_record(seed: u64, offset: u64, id: u64, txid: u64, data: &[u8]) -> Vec<u8> {
@@ -484,7 +468,7 @@ fn craft_record(seed: u64, offset: u64, id: u64, txid: u64, data: &[u8]) -> Vec<
     entry[16..24].copy_from_slice(&txid.to_le_bytes());
     entry[24..32].copy_from_slice(&id.to_le_bytes());
     entry.extend_from_slice(data);
-    let sum = doc_checksum(seed, offset, &entry);
+    let sum = entry_checksum(seed, offset, &entry);
     entry[0..4].copy_from_slice(&sum.to_le_bytes());
     entry
 }
@@ -501,7 +485,7 @@ fn scan_record(image: &[u8], seed: u64, offset: usize) -> Option<(u64, Vec<u8>)>
         return None;
     }
     let entry = image.get(offset..offset + 32 + len)?;
-    (le32(&h[0..4]) == doc_checksum(seed, offset as u64, entry))
+    (le32(&h[0..4]) == entry_checksum(seed, offset as u64, entry))
         .then(|| (le64(&h[24..32]), entry[32..].to_vec()))
 }
 

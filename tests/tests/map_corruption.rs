@@ -15,144 +15,19 @@
 //! zero-copy and allocation-free — so on an image that `check()` finds damaged it may
 //! serve damaged bytes; the test counts those cases.)
 
-use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::panic::AssertUnwindSafe;
-use core::sync::atomic::{AtomicU64, Ordering};
-use std::alloc::System;
 use std::collections::BTreeMap;
 use std::panic;
 
-use hamtdb_core::hash::murmur3_x86_32;
-use hamtdb_core::{Error, Map, MapOptions, Region, RegionError, RegionOp, VecRegion};
+use hamtdb_core::{Error, Map, MapOptions, VecRegion};
 use hamtdb_tests::SplitMix64;
+use hamtdb_tests::damage::{
+    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, valid_entries,
+};
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
-// ---- Allocation watch -----------------------------------------------------------------
-
-/// The largest single allocation a corrupted image may cause: far above what a 32 KiB
-/// image needs, far below what trusting a damaged length field would ask for.
-const ALLOCATION_LIMIT: usize = 16 << 20;
-
-thread_local! {
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-    static LARGEST: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, noting the largest request of a watching thread.
-struct Watch;
-
-// SAFETY: forwards every call to `System` unchanged; the thread-locals it touches are
-// const-initialized `Cell`s without destructors, so using them allocates nothing.
-unsafe impl GlobalAlloc for Watch {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which is System's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note(layout.size());
-        // SAFETY: as for `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System` with `layout` (every allocation goes there).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note(new_size);
-        // SAFETY: as for `dealloc`, and the caller keeps `realloc`'s contract.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn note(size: usize) {
-    if WATCHING.with(Cell::get) {
-        LARGEST.with(|l| l.set(l.get().max(size)));
-    }
-}
-
 #[global_allocator]
-static WATCH: Watch = Watch;
-
-// ---- A region with a budget -----------------------------------------------------------
-
-/// The error code of a call refused because the image's budget ran out.
-const BUDGET_CODE: i32 = -0xB0D;
-/// Region calls one image may make: open, the reads, a compaction and a reopen of a
-/// 32 KiB image need a few thousand.
-const CALL_BUDGET: u64 = 200_000;
-
-/// A `VecRegion` that refuses every call after a budget: a loop that a damaged image could
-/// keep going ends in an error the test reports.
-struct BoundedRegion {
-    inner: VecRegion,
-    left: AtomicU64,
-}
-
-impl BoundedRegion {
-    fn new(image: &[u8]) -> Self {
-        BoundedRegion {
-            inner: VecRegion::from_bytes(image, 1 << 20),
-            left: AtomicU64::new(CALL_BUDGET),
-        }
-    }
-
-    fn spend(&self, op: RegionOp) -> Result<(), RegionError> {
-        let left = self.left.load(Ordering::Relaxed);
-        if left == 0 {
-            return Err(RegionError::Io {
-                op,
-                code: BUDGET_CODE,
-            });
-        }
-        self.left.store(left - 1, Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-// SAFETY: every method forwards to the inner `VecRegion` (which keeps the three promises)
-// or fails before touching it.
-unsafe impl Region for BoundedRegion {
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        self.spend(RegionOp::Read)?;
-        self.inner.read(offset, buf)
-    }
-
-    fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        self.spend(RegionOp::Read)?;
-        self.inner.view(offset, len)
-    }
-
-    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        self.spend(RegionOp::Write)?;
-        // SAFETY: the caller keeps `Region::write`'s contract, which is the inner one's.
-        unsafe { self.inner.write(offset, data) }
-    }
-
-    fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
-        self.spend(RegionOp::Grow)?;
-        self.inner.grow(min_len)
-    }
-
-    unsafe fn truncate(&self, new_len: u64) -> Result<u64, RegionError> {
-        self.spend(RegionOp::Truncate)?;
-        // SAFETY: the caller keeps `Region::truncate`'s contract, which is the inner one's.
-        unsafe { self.inner.truncate(new_len) }
-    }
-
-    fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        self.spend(RegionOp::Sync)?;
-        self.inner.sync(offset, len)
-    }
-}
+static WATCH: AllocationWatch = AllocationWatch;
 
 // ---- The committed images -------------------------------------------------------------
 
@@ -278,117 +153,6 @@ fn bases() -> Vec<Base> {
 
 // ---- Damage ---------------------------------------------------------------------------
 
-/// One damaged variant of a base image.
-#[derive(Clone, Copy, Debug)]
-enum Damage {
-    /// XOR the byte at `offset` with `mask`.
-    Flip { offset: usize, mask: u8 },
-    /// Keep only the first `len` bytes.
-    Truncate { len: usize },
-    /// Overwrite `len` bytes at `offset` with bytes from `seed` (or zeros, or 0xFF).
-    Garbage {
-        offset: usize,
-        len: usize,
-        seed: u64,
-    },
-    /// XOR byte `byte` of the meta slot at `slot` with `mask`, then recompute its
-    /// checksum.
-    MetaField { slot: usize, byte: usize, mask: u8 },
-    /// Set the meta slot's u64 field at `byte` to `value`, with a valid checksum.
-    MetaValue {
-        slot: usize,
-        byte: usize,
-        value: u64,
-    },
-    /// XOR byte `byte` of the entry at `entry` (header or payload) with `mask`, then
-    /// recompute the entry's checksum.
-    EntryField { entry: usize, byte: usize, mask: u8 },
-}
-
-impl Damage {
-    /// Whether checksums still vouch for the data, or the damage forged them.
-    fn checksums_honest(self) -> bool {
-        !matches!(
-            self,
-            Damage::EntryField { .. } | Damage::MetaValue { .. } | Damage::MetaField { .. }
-        )
-    }
-
-    fn apply(self, base: &[u8]) -> Vec<u8> {
-        let mut image = base.to_vec();
-        match self {
-            Damage::Flip { offset, mask } => image[offset] ^= mask,
-            Damage::Truncate { len } => image.truncate(len),
-            Damage::Garbage { offset, len, seed } => {
-                let end = (offset + len).min(image.len());
-                let range = &mut image[offset..end];
-                match seed % 3 {
-                    0 => range.fill(0),
-                    1 => range.fill(0xFF),
-                    _ => SplitMix64::new(seed).fill_bytes(range),
-                }
-            }
-            Damage::MetaField { slot, byte, mask } => {
-                image[slot + byte] ^= mask;
-                reseal_meta(&mut image, slot);
-            }
-            Damage::MetaValue { slot, byte, value } => {
-                image[slot + byte..slot + byte + 8].copy_from_slice(&value.to_le_bytes());
-                reseal_meta(&mut image, slot);
-            }
-            Damage::EntryField { entry, byte, mask } => {
-                if entry + byte < image.len() {
-                    image[entry + byte] ^= mask;
-                }
-                reseal_entry(&mut image, entry);
-            }
-        }
-        image
-    }
-}
-
-/// Recomputes a meta slot's checksum (docs/FORMAT.md: murmur3 of bytes 0..252, seed
-/// "META").
-fn reseal_meta(image: &mut [u8], slot: usize) {
-    let sum = murmur3_x86_32(&image[slot..slot + 252], 0x4154_454d);
-    image[slot + 252..slot + 256].copy_from_slice(&sum.to_le_bytes());
-}
-
-fn le32(b: &[u8]) -> u32 {
-    u32::from_le_bytes(b.try_into().expect("4 bytes"))
-}
-
-/// The documented entry checksum of the entry at `offset` whose bytes are `entry`.
-fn entry_checksum(offset: usize, entry: &[u8]) -> u32 {
-    let x = SEED ^ (offset as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    murmur3_x86_32(&entry[4..], (x as u32) ^ ((x >> 32) as u32))
-}
-
-/// Recomputes the checksum of the entry at `offset`, as far as its (possibly damaged)
-/// length field lets us.
-fn reseal_entry(image: &mut [u8], offset: usize) {
-    let len = le32(&image[offset + 12..offset + 16]) as usize;
-    let end = (offset + 32).saturating_add(len).min(image.len());
-    let sum = entry_checksum(offset, &image[offset..end]);
-    image[offset..offset + 4].copy_from_slice(&sum.to_le_bytes());
-}
-
-/// Offsets and lengths of every map entry (branch, collision, value) whose checksum is
-/// valid where it lies, live or stale.
-fn valid_entries(image: &[u8]) -> Vec<(usize, usize)> {
-    (1024..image.len().saturating_sub(32))
-        .step_by(8)
-        .filter_map(|off| {
-            let len = le32(&image[off + 12..off + 16]) as usize;
-            let kind_ok = matches!(image[off + 4], 0x10..=0x12) && image[off + 5] == 1;
-            (kind_ok
-                && off + 32 + len <= image.len()
-                && le32(&image[off..off + 4]) == entry_checksum(off, &image[off..off + 32 + len]))
-            .then_some((off, len))
-        })
-        .collect()
-}
-
 /// The damaged variants of `image`: a deterministic selection; `every` thins the
 /// byte-wise ones for the second base.
 fn variants(image: &[u8], every: usize) -> Vec<Damage> {
@@ -437,7 +201,10 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
     }
     // Header bytes of every other valid entry, and payload bytes (bitmaps, child offsets,
     // pair offsets, key and value lengths), checksum recomputed.
-    for (i, (entry, len)) in valid_entries(image).into_iter().enumerate() {
+    for (i, (entry, len)) in valid_entries(image, SEED, |kind| matches!(kind, 0x10..=0x12))
+        .into_iter()
+        .enumerate()
+    {
         if i % every != 0 {
             continue;
         }
@@ -473,41 +240,17 @@ struct Outcomes {
     failures: Vec<String>,
 }
 
-fn kind(e: &Error) -> &'static str {
-    match e {
-        Error::Corrupted { .. } => "Corrupted",
-        Error::NotInitialized => "NotInitialized",
-        Error::UnsupportedVersion { .. } => "UnsupportedVersion",
-        Error::WrongKind { .. } => "WrongKind",
-        Error::Region(RegionError::OutOfBounds { .. }) => "Region(OutOfBounds)",
-        Error::Region(_) => "Region(other)",
-        Error::TooLarge { .. } => "TooLarge",
-        Error::InvalidOption { .. } => "InvalidOption",
-        _ => "other",
-    }
-}
-
-/// Fails on an error that means the budget ran out (a runaway loop).
-fn bounded<T>(what: &str, r: &Result<T, Error>) -> Result<(), String> {
-    match r {
-        Err(Error::Region(RegionError::Io {
-            code: BUDGET_CODE, ..
-        })) => Err(format!("{what} ran past {CALL_BUDGET} region calls")),
-        _ => Ok(()),
-    }
-}
-
 type DamagedMap = Map<BoundedRegion, TestHasher>;
 
 /// Opens the damaged image, runs every read on it, checks what it served, then, if
 /// `write`, a put, a delete, a compaction and a reopen.
 fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Result<(), String> {
-    let image = damage.apply(&base.image);
+    let image = damage.apply(&base.image, SEED);
     let map: DamagedMap = match Map::open_with_hasher(BoundedRegion::new(&image), base.hasher) {
         Ok(m) => m,
         Err(e) => {
             bounded("open", &Err::<(), _>(e))?;
-            *out.rejected.entry(kind(&e)).or_default() += 1;
+            *out.rejected.entry(error_kind(&e)).or_default() += 1;
             return Ok(());
         }
     };
@@ -628,11 +371,11 @@ fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
                             out.images += 1;
                             // Writes and compaction on every sixth image: the slow part.
                             let write = n % 6 == 0;
-                            WATCHING.with(|w| w.set(true));
-                            let result = panic::catch_unwind(AssertUnwindSafe(|| {
-                                exercise(base, damage, write, &mut out)
-                            }));
-                            WATCHING.with(|w| w.set(false));
+                            let result = AllocationWatch::watch(|| {
+                                panic::catch_unwind(AssertUnwindSafe(|| {
+                                    exercise(base, damage, write, &mut out)
+                                }))
+                            });
                             let why = match result {
                                 Ok(Ok(())) => continue,
                                 Ok(Err(why)) => why,
@@ -647,7 +390,7 @@ fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
                             };
                             out.failures.push(format!("{damage:?}: {why}"));
                         }
-                        out.largest_allocation = LARGEST.with(Cell::get);
+                        out.largest_allocation = AllocationWatch::largest();
                         out
                     })
                     .expect("spawn")
@@ -767,7 +510,7 @@ fn forged_meta_counters_give_errors_not_overflows() {
         if txid(512) > txid(0) { 512 } else { 0 }
     };
     let forged = |byte: usize, value: u64| {
-        let image = Damage::MetaValue { slot, byte, value }.apply(&base.image);
+        let image = Damage::MetaValue { slot, byte, value }.apply(&base.image, SEED);
         Map::open_with_hasher(VecRegion::from_bytes(&image, 1 << 20), base.hasher).unwrap()
     };
     for byte in [16, 40] {

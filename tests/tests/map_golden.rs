@@ -20,8 +20,8 @@
 
 use std::collections::BTreeMap;
 
-use hamtdb_core::hash::murmur3_x86_32;
 use hamtdb_core::{Buffer, Durability, Error, KeyHasher, Map, MapOptions, Murmur3, VecRegion};
+use hamtdb_tests::damage::reseal_meta;
 
 /// Relative to the package root, where `cargo test` runs integration tests.
 const MAP_FIXTURE: &str = "fixtures/v1/map.img";
@@ -312,13 +312,6 @@ fn golden_collisions_open_with_their_contents() {
     // bottom; "bb\0\0\0" was left alone, so its node collapsed into a pair higher up.
     assert_eq!(stats.depth_histogram[21], 7, "{:?}", stats.depth_histogram);
     assert!(stats.depth_histogram[1..21].iter().sum::<u64>() >= 5);
-}
-
-/// Recomputes a meta slot's checksum (docs/FORMAT.md: murmur3 of bytes 0..252, seed
-/// "META").
-fn reseal_meta(image: &mut [u8], slot: usize) {
-    let sum = murmur3_x86_32(&image[slot..slot + 252], 0x4154_454d);
-    image[slot + 252..slot + 256].copy_from_slice(&sum.to_le_bytes());
 }
 
 #[test]
