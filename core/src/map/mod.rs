@@ -568,8 +568,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         let mut txn = self.begin_write();
         // Space freed by earlier commits becomes free once no snapshot needs it; learn
         // the current floor before cutting.
-        let floor = self.snapshots.lock().floor();
-        txn.space.set_reader_floor(floor);
+        txn.learn_reader_floor();
         txn.space.shrink_to_fit();
         txn.commit()?;
         let mut space = self.writer.lock();
@@ -601,8 +600,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         };
         // Space freed while snapshots were open becomes free once they are gone; learn
         // the current floor, or nothing may look free below the tail and nothing moves.
-        let floor = self.snapshots.lock().floor();
-        txn.space.set_reader_floor(floor);
+        txn.learn_reader_floor();
         let limit = DATA_START + live;
         let mut left = budget.max(1);
         let mut trie = TxnTrie {
@@ -623,8 +621,6 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         // never leave the region longer than it found it, so such a step is abandoned.
         // Flushing here places the nodes (the commit finds them written).
         let end_before = txn.space.committed().used_end;
-        let floor = self.snapshots.lock().floor();
-        txn.space.set_reader_floor(floor);
         let mut trie = TxnTrie {
             store: &mut *txn.space,
             arena: &mut txn.arena,
@@ -893,6 +889,13 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         }
     }
 
+    /// Tells the space the oldest snapshot still open, so that what only older
+    /// snapshots needed becomes free and nothing a live one reads does.
+    fn learn_reader_floor(&mut self) {
+        let floor = self.map.snapshots.lock().floor();
+        self.space.set_reader_floor(floor);
+    }
+
     /// Overwrites the value of `key` in place when the transaction wrote its value
     /// entry itself and the new value fits that entry's room; returns whether it did.
     fn rewrite_own_value(
@@ -1025,8 +1028,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         }
         let map = self.map;
         // Reclaim nothing a snapshot at the published commit may need.
-        let floor = map.snapshots.lock().floor();
-        self.space.set_reader_floor(floor);
+        self.learn_reader_floor();
         let mut trie = TxnTrie {
             store: &mut *self.space,
             arena: &mut self.arena,
