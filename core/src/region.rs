@@ -254,12 +254,14 @@ pub unsafe trait Region {
 // SAFETY: forwards to `R`, which keeps the three promises; a reference adds no behaviour.
 #[allow(unsafe_code)]
 unsafe impl<R: Region + ?Sized> Region for &R {
+    #[inline]
     fn len(&self) -> u64 {
         (**self).len()
     }
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
         (**self).read(offset, buf)
     }
+    #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
         (**self).view(offset, len)
     }
@@ -310,6 +312,7 @@ unsafe impl<R: Region + ?Sized> Region for alloc::sync::Arc<R> {
 
 /// Checks that `offset .. offset + len` lies inside `0 .. region_len` and returns it as a
 /// `usize` range. Shared by every region implementation so they agree on bounds.
+#[inline]
 pub fn checked_range(
     offset: u64,
     len: u64,

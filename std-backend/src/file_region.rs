@@ -431,6 +431,7 @@ impl fmt::Debug for FileRegion {
 // `mmap`: the trait requires them.
 #[allow(unsafe_code)]
 unsafe impl Region for FileRegion {
+    #[inline]
     fn len(&self) -> u64 {
         self.file.len()
     }
@@ -440,6 +441,7 @@ unsafe impl Region for FileRegion {
         Ok(())
     }
 
+    #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
         self.file.view(offset, len)
     }

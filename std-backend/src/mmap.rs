@@ -166,6 +166,7 @@ impl MappedFile {
     }
 
     /// The current length in bytes.
+    #[inline]
     pub(crate) fn len(&self) -> u64 {
         self.len.load(Ordering::Acquire)
     }
@@ -181,11 +182,13 @@ impl MappedFile {
 
     /// The address of byte `offset` of the map; dereferenced only for offsets checked
     /// against `len`, where it stays inside the mapping.
+    #[inline]
     fn at(&self, offset: usize) -> *mut u8 {
         self.map.as_mut_ptr().wrapping_add(offset)
     }
 
     /// Borrows `len` bytes at `offset`, checked against the current length.
+    #[inline]
     pub(crate) fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
         let range = checked_range(offset, len as u64, self.len())?;
         // SAFETY: `slice::from_raw_parts` needs the pointer valid for reads of

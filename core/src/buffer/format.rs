@@ -105,12 +105,14 @@ pub(crate) struct Meta {
     pub(crate) inline_max: u32,
 }
 
+#[inline]
 pub(crate) fn get_u32(bytes: &[u8], r: Range<usize>) -> u32 {
     let mut b = [0u8; 4];
     b.copy_from_slice(&bytes[r]);
     u32::from_le_bytes(b)
 }
 
+#[inline]
 pub(crate) fn get_u64(bytes: &[u8], r: Range<usize>) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&bytes[r]);

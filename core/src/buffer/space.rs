@@ -19,8 +19,9 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::format::{
-    DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_CAPACITY, META_LEN, META_SLOT_OFFSETS,
-    Meta, MetaProblem, StructureKind, digest_term, entry_checksum,
+    DATA_START, ENTRY_ALIGN, ENTRY_CAPACITY, ENTRY_ID, ENTRY_KIND, ENTRY_LEN, ENTRY_RESERVED,
+    EntryHeader, EntryKind, HEADER_LEN, MAX_CAPACITY, META_LEN, META_SLOT_OFFSETS, Meta,
+    MetaProblem, STATUS_LIVE, StructureKind, digest_term, entry_checksum, get_u32, get_u64,
 };
 
 use super::free::FreeMap;
@@ -666,6 +667,58 @@ pub(crate) fn read_entry<R: Region>(
     Ok((header, &whole[HEADER_LEN..]))
 }
 
+/// The payload of the entry at `offset`, which must be of `kind`, and the id its header
+/// carries: the lookup path's read. It checks what [`read_entry`] checks (the offset,
+/// kind, status, capacity and length against `used_end`) but decodes only the fields a
+/// lookup uses, and leaves errors to [`read_entry`] so that they say the same.
+#[inline(always)]
+pub(crate) fn read_payload<R: Region>(
+    region: &R,
+    offset: u64,
+    used_end: u64,
+    kind: EntryKind,
+) -> Result<(u64, &[u8]), Error> {
+    if offset < DATA_START || !offset.is_multiple_of(ENTRY_ALIGN) || offset >= used_end {
+        return Err(payload_error(region, offset, used_end, kind));
+    }
+    let Ok(head) = region.view(offset, HEADER_LEN) else {
+        return Err(payload_error(region, offset, used_end, kind));
+    };
+    // Kind, status and the two reserved bytes in one comparison.
+    let tag = get_u32(head, ENTRY_KIND..ENTRY_RESERVED.end);
+    let want = u32::from(kind as u8) | u32::from(STATUS_LIVE) << 8;
+    let capacity = u64::from(get_u32(head, ENTRY_CAPACITY));
+    let len = get_u32(head, ENTRY_LEN);
+    let id = get_u64(head, ENTRY_ID);
+    let fits = capacity >= HEADER_LEN as u64
+        && capacity.is_multiple_of(ENTRY_ALIGN)
+        && u64::from(len) <= capacity - HEADER_LEN as u64
+        && capacity <= used_end - offset;
+    if tag != want || !fits {
+        return Err(payload_error(region, offset, used_end, kind));
+    }
+    match region.view(offset + HEADER_LEN as u64, len as usize) {
+        Ok(payload) => Ok((id, payload)),
+        Err(_) => Err(payload_error(region, offset, used_end, kind)),
+    }
+}
+
+/// Why [`read_payload`] refused the entry at `offset`.
+#[cold]
+#[inline(never)]
+fn payload_error<R: Region>(region: &R, offset: u64, used_end: u64, kind: EntryKind) -> Error {
+    match read_entry(region, 0, offset, used_end, false) {
+        Err(e) => e,
+        Ok(_) => Error::corrupted(
+            offset,
+            match kind {
+                EntryKind::Value => "expected a value entry of this length",
+                _ => "expected a trie node of this depth",
+            },
+        ),
+    }
+}
+
 /// Walks everything `meta.root` reaches and returns the free extents of the data area.
 /// Entries that overlap (a shared or cyclic structure in a damaged image) are an error,
 /// which also bounds the walk.
@@ -718,6 +771,10 @@ fn rebuild_free_map<R: Region>(
 impl<R: Region> crate::map::trie::NodeStore for Space<R> {
     fn entry(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
         Space::entry(self, offset)
+    }
+
+    fn payload(&self, offset: u64, kind: EntryKind) -> Result<(u64, &[u8]), Error> {
+        read_payload(&self.region, offset, self.used_end, kind)
     }
 
     fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {

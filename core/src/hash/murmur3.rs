@@ -62,6 +62,7 @@ const C2_64: u64 = 0x4cf5_ad43_2745_937f;
 
 /// MurmurHash3_x64_128 of `data` with `seed`, as the two 64-bit halves `(h1, h2)`
 /// (the reference writes `h1` then `h2`, each little-endian, as its 16 output bytes).
+#[inline]
 pub fn murmur3_x64_128(data: &[u8], seed: u32) -> (u64, u64) {
     let mut h1 = u64::from(seed);
     let mut h2 = u64::from(seed);

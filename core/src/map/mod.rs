@@ -20,7 +20,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use crate::buffer::format::{
     DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind,
 };
-use crate::buffer::space::{Durability, Space, Walker, read_entry};
+use crate::buffer::space::{Durability, Space, Walker, read_entry, read_payload};
 use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
@@ -49,6 +49,7 @@ pub trait KeyHasher {
 pub struct Murmur3;
 
 impl KeyHasher for Murmur3 {
+    #[inline]
     fn hash(&self, seed: u64, key: &[u8]) -> [u64; 2] {
         let (a, b) = murmur3_x64_128(key, (seed ^ (seed >> 32)) as u32);
         [a, b]
@@ -368,6 +369,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         self.len() == 0
     }
 
+    #[inline]
     fn hash(&self, key: &[u8]) -> [u64; 2] {
         self.hasher.hash(self.seed, key)
     }
@@ -690,6 +692,11 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
         read_entry(self.region, self.seed, offset, self.used_end, true)
     }
 
+    #[inline(always)]
+    fn payload(&self, offset: u64, kind: EntryKind) -> Result<(u64, &[u8]), Error> {
+        read_payload(self.region, offset, self.used_end, kind)
+    }
+
     fn prefetch(&self, offset: u64) {
         // The header and the bitmaps: the first line a lookup reads.
         if let Ok(bytes) = self.region.view(offset, 1) {
@@ -732,13 +739,10 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     /// together and prefetch their next nodes, so their cache misses overlap. On a large
     /// map this answers several times as many lookups per second as `get` in a loop.
     pub fn get_many(&self, keys: &[&[u8]]) -> Result<Vec<Option<&[u8]>>, Error> {
-        let hashes: Vec<[u64; 2]> = keys.iter().map(|k| self.map.hash(k)).collect();
         let mut found = Vec::with_capacity(keys.len());
-        trie::get_many(&self.store, self.meta.root, &hashes, keys, &mut found)?;
-        found
-            .into_iter()
-            .map(|v| v.map(|v| trie::value_bytes(&self.store, v)).transpose())
-            .collect()
+        let hash = |k: &[u8]| self.map.hash(k);
+        trie::get_many(&self.store, self.meta.root, keys, hash, &mut found)?;
+        Ok(found)
     }
 
     /// Whether `key` is in this snapshot.

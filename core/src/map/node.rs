@@ -30,6 +30,7 @@ const FLAG_VALUE_REF: u16 = 1;
 
 /// The slot index of `hash` at `depth`: bits `6·depth .. 6·depth + 6` of the 128-bit
 /// hash, low half first.
+#[inline]
 pub(crate) fn chunk(hash: [u64; 2], depth: u32) -> usize {
     let bit = depth * BITS;
     let v = if bit + BITS <= 64 {
@@ -42,14 +43,12 @@ pub(crate) fn chunk(hash: [u64; 2], depth: u32) -> usize {
     (v & 63) as usize
 }
 
-fn rd_u16(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
+#[inline]
 fn rd_u32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
+#[inline]
 fn rd_u64(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
@@ -71,11 +70,14 @@ pub(crate) struct PairRef<'a> {
 }
 
 /// Reads the pair starting at `at` in `payload`.
+#[inline]
 fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
     let bad = || Error::corrupted(node, "pair runs past its node");
-    let klen = usize::from(rd_u16(payload, at).ok_or_else(bad)?);
-    let flags = rd_u16(payload, at + 2).ok_or_else(bad)?;
-    let vlen = rd_u32(payload, at + 4).ok_or_else(bad)?;
+    // key_len u16 | flags u16 | value_len u32, read as one word.
+    let head = rd_u64(payload, at).ok_or_else(bad)?;
+    let klen = (head & 0xffff) as usize;
+    let flags = (head >> 16) as u16;
+    let vlen = (head >> 32) as u32;
     let kstart = at + PAIR_HEADER;
     let key = payload.get(kstart..kstart + klen).ok_or_else(bad)?;
     let vstart = kstart + klen;
@@ -152,23 +154,6 @@ impl<'a> Branch<'a> {
         pair_at(self.payload, at as usize, self.at)
     }
 
-    /// What slot `idx` holds.
-    pub(crate) fn slot(&self, idx: usize) -> Result<SlotRef<'a>, Error> {
-        let bit = 1u64 << idx;
-        let below = bit - 1;
-        if self.datamap & bit != 0 {
-            Ok(SlotRef::Pair(
-                self.pair((self.datamap & below).count_ones() as usize)?,
-            ))
-        } else if self.nodemap & bit != 0 {
-            Ok(SlotRef::Child(
-                self.child((self.nodemap & below).count_ones() as usize)?,
-            ))
-        } else {
-            Ok(SlotRef::Empty)
-        }
-    }
-
     pub(crate) fn pair_count(&self) -> usize {
         self.datamap.count_ones() as usize
     }
@@ -176,6 +161,72 @@ impl<'a> Branch<'a> {
     pub(crate) fn child_count(&self) -> usize {
         self.nodemap.count_ones() as usize
     }
+}
+
+/// Where slot `idx` of a branch points inside its payload: found from the bitmaps alone,
+/// so that a batched lookup can prefetch the slot before reading it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum SlotAt {
+    Empty,
+    /// The child offset is the `u64` at this position.
+    Child(usize),
+    /// The pair's position is the `u32` at this position (an entry of the pair table).
+    Pair(usize),
+}
+
+/// Locates slot `idx` of the branch whose payload is `payload` (the node at `at`) from
+/// its bitmaps.
+#[inline(always)]
+pub(crate) fn locate_slot(payload: &[u8], at: u64, idx: usize) -> Result<SlotAt, Error> {
+    let (Some(datamap), Some(nodemap)) = (rd_u64(payload, 0), rd_u64(payload, 8)) else {
+        return Err(Error::corrupted(at, "branch too short"));
+    };
+    if datamap & nodemap != 0 {
+        return Err(Error::corrupted(at, "branch slot is both pair and child"));
+    }
+    let bit = 1u64 << idx;
+    let below = bit - 1;
+    Ok(if nodemap & bit != 0 {
+        SlotAt::Child(BRANCH_FIXED + 8 * (nodemap & below).count_ones() as usize)
+    } else if datamap & bit != 0 {
+        let table = BRANCH_FIXED + 8 * nodemap.count_ones() as usize;
+        SlotAt::Pair(table + 4 * (datamap & below).count_ones() as usize)
+    } else {
+        SlotAt::Empty
+    })
+}
+
+/// The child offset [`locate_slot`] found at `pos`.
+#[inline(always)]
+pub(crate) fn child_at(payload: &[u8], at: u64, pos: usize) -> Result<u64, Error> {
+    rd_u64(payload, pos).ok_or(Error::corrupted(at, "child index past the table"))
+}
+
+/// The position of the pair whose table entry [`locate_slot`] found at `pos`.
+#[inline(always)]
+pub(crate) fn pair_pos(payload: &[u8], at: u64, pos: usize) -> Result<usize, Error> {
+    rd_u32(payload, pos)
+        .map(|p| p as usize)
+        .ok_or(Error::corrupted(at, "pair index past the table"))
+}
+
+/// The pair starting at `pos` of the payload of the node at `at`.
+#[inline(always)]
+pub(crate) fn pair_in(payload: &[u8], at: u64, pos: usize) -> Result<PairRef<'_>, Error> {
+    pair_at(payload, pos, at)
+}
+
+/// What slot `idx` of the branch whose payload is `payload` (the node at `at`) holds,
+/// reading only the bitmaps and that slot: the lookup path's [`Branch::parse`] and
+/// `slot` in one. Every read is bounds-checked, so a damaged node gives an error (or,
+/// where its tables lie, a wrong slot that `check` reports), never a panic.
+#[inline(always)]
+pub(crate) fn branch_slot(payload: &[u8], at: u64, idx: usize) -> Result<SlotRef<'_>, Error> {
+    Ok(match locate_slot(payload, at, idx)? {
+        SlotAt::Empty => SlotRef::Empty,
+        SlotAt::Child(pos) => SlotRef::Child(child_at(payload, at, pos)?),
+        SlotAt::Pair(pos) => SlotRef::Pair(pair_at(payload, pair_pos(payload, at, pos)?, at)?),
+    })
 }
 
 /// A collision node's payload, borrowed.
@@ -443,9 +494,12 @@ mod tests {
         n.insert_child(3, 8192);
         let bytes = n.encode_branch();
         let b = Branch::parse(&bytes, 0).unwrap();
-        assert!(matches!(b.slot(3).unwrap(), SlotRef::Child(8192)));
-        assert!(matches!(b.slot(2).unwrap(), SlotRef::Empty));
-        let SlotRef::Pair(p) = b.slot(1).unwrap() else {
+        assert!(matches!(
+            branch_slot(&bytes, 0, 3).unwrap(),
+            SlotRef::Child(8192)
+        ));
+        assert!(matches!(branch_slot(&bytes, 0, 2).unwrap(), SlotRef::Empty));
+        let SlotRef::Pair(p) = branch_slot(&bytes, 0, 1).unwrap() else {
             panic!("slot 1")
         };
         assert_eq!(p.key, b"k1");
@@ -456,7 +510,7 @@ mod tests {
                 len: 10_000
             }
         );
-        let SlotRef::Pair(p) = b.slot(5).unwrap() else {
+        let SlotRef::Pair(p) = branch_slot(&bytes, 0, 5).unwrap() else {
             panic!("slot 5")
         };
         assert_eq!(p.value, ValueRef::Inline(b"v5"));
@@ -475,13 +529,17 @@ mod tests {
             },
         );
         let bytes = n.encode_branch();
+        assert!(branch_slot(&bytes, 0, 0).is_ok());
         for cut in 0..bytes.len() {
             if let Ok(b) = Branch::parse(&bytes[..cut], 0) {
-                assert!(b.slot(0).is_err(), "cut at {cut} parsed a whole pair");
+                assert!(b.pair(0).is_err(), "cut at {cut} parsed a whole pair");
             }
+            let lookup = branch_slot(&bytes[..cut], 0, 0);
+            assert!(lookup.is_err(), "cut at {cut}: a lookup read a whole pair");
         }
         let mut both = bytes.clone();
         both[8] = 1; // nodemap bit 0 as well as datamap bit 0
         assert!(Branch::parse(&both, 0).is_err());
+        assert!(branch_slot(&both, 0, 0).is_err());
     }
 }

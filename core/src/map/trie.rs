@@ -3,9 +3,12 @@
 
 use alloc::vec::Vec;
 
-use super::node::{Branch, Collision, MAX_DEPTH, SlotRef, ValueRef, chunk};
+use super::node::{
+    Branch, Collision, MAX_DEPTH, SlotAt, SlotRef, ValueRef, branch_slot, child_at, chunk,
+    locate_slot, pair_in, pair_pos,
+};
 use crate::Error;
-use crate::buffer::format::{EntryHeader, EntryKind};
+use crate::buffer::format::{EntryHeader, EntryKind, HEADER_LEN};
 
 /// Read access to entries.
 pub(crate) trait NodeStore {
@@ -16,6 +19,19 @@ pub(crate) trait NodeStore {
     /// they copy anything, so that damage is reported instead of being copied into a
     /// fresh entry with a fresh, valid checksum.
     fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error>;
+
+    /// The id and payload of the entry at `offset`, which must be of `kind`: the lookup
+    /// path's read, with the header checked as [`entry`](Self::entry) checks it.
+    fn payload(&self, offset: u64, kind: EntryKind) -> Result<(u64, &[u8]), Error> {
+        let (header, payload) = self.entry(offset)?;
+        if header.kind != kind {
+            return Err(Error::corrupted(
+                offset,
+                "entry is not of the expected kind",
+            ));
+        }
+        Ok((header.id, payload))
+    }
 
     /// Hints that the entry at `offset` will be read soon.
     fn prefetch(&self, offset: u64) {
@@ -74,8 +90,8 @@ pub(crate) fn value_bytes<'a, S: NodeStore + ?Sized>(
     match value {
         ValueRef::Inline(v) => Ok(v),
         ValueRef::Entry { offset, len } => {
-            let (header, payload) = s.entry(offset)?;
-            if header.kind != EntryKind::Value || header.len != len {
+            let (_, payload) = s.payload(offset, EntryKind::Value)?;
+            if payload.len() != len as usize {
                 return Err(Error::corrupted(
                     offset,
                     "expected a value entry of this length",
@@ -108,67 +124,194 @@ pub(crate) fn get_from<'a, S: NodeStore + ?Sized>(
     key: &[u8],
 ) -> Result<Option<ValueRef<'a>>, Error> {
     loop {
-        match read_node(s, off, depth)? {
-            NodeRef::Branch(b) => match b.slot(chunk(hash, depth))? {
-                SlotRef::Empty => return Ok(None),
-                SlotRef::Pair(p) => return Ok((p.key == key).then_some(p.value)),
-                SlotRef::Child(c) => {
-                    off = c;
-                    depth += 1;
-                }
-            },
-            NodeRef::Collision(c) => return Ok(c.find(key)?.map(|p| p.value)),
+        match step(s, off, depth, hash, key)? {
+            Step::Found(v) => return Ok(v),
+            Step::Child(c) => {
+                off = c;
+                depth += 1;
+            }
         }
     }
+}
+
+/// Where one node sends a lookup.
+enum Step<'a> {
+    /// The lookup ends here: the value, or `None` for an absent key.
+    Found(Option<ValueRef<'a>>),
+    /// On to the child node at this offset.
+    Child(u64),
+}
+
+/// Reads the node at `off` (at `depth`) for the lookup of `key`: only its header, its
+/// bitmaps and the one slot the hash picks.
+#[inline(always)]
+fn step<'a, S: NodeStore + ?Sized>(
+    s: &'a S,
+    off: u64,
+    depth: u32,
+    hash: [u64; 2],
+    key: &[u8],
+) -> Result<Step<'a>, Error> {
+    let kind = if depth < MAX_DEPTH {
+        EntryKind::Branch
+    } else {
+        EntryKind::Collision
+    };
+    let (id, payload) = s.payload(off, kind)?;
+    if id != u64::from(depth) {
+        return Err(Error::corrupted(off, "node depth does not match its place"));
+    }
+    if kind == EntryKind::Collision {
+        let found = Collision::parse(payload, off)?.find(key)?;
+        return Ok(Step::Found(found.map(|p| p.value)));
+    }
+    Ok(match branch_slot(payload, off, chunk(hash, depth))? {
+        SlotRef::Empty => Step::Found(None),
+        SlotRef::Pair(p) => Step::Found((p.key == key).then_some(p.value)),
+        SlotRef::Child(c) => Step::Child(c),
+    })
 }
 
 /// Lanes walked together by [`get_many`]: enough independent misses to keep the memory
 /// system busy, few enough that the lanes' state stays in registers and L1.
 pub(crate) const LANES: usize = 16;
 
-/// Looks up many keys at once: the walks of up to [`LANES`] keys advance level by level
-/// together, and each next node is prefetched before the other lanes are served, so the
-/// cache misses of different keys overlap instead of queueing.
+/// Where a lane of [`get_many`] is: each stage reads bytes the previous one prefetched,
+/// and prefetches what the next one reads.
+#[derive(Clone, Copy)]
+enum Lane<'a> {
+    /// The node at `off` (its first two lines prefetched): read its header and bitmaps.
+    Node { off: u64, depth: u32 },
+    /// The slot table entry at `pos` of the node's payload is prefetched: read it.
+    Slot {
+        off: u64,
+        depth: u32,
+        payload: &'a [u8],
+        slot: SlotAt,
+    },
+    /// The pair at `pos` of the node's payload is prefetched: compare its key.
+    Pair {
+        off: u64,
+        payload: &'a [u8],
+        pos: usize,
+    },
+}
+
+/// Prefetches the first bytes of the entry at `off`: its header and, in the next line
+/// when the entry straddles one, a branch's bitmaps.
+#[inline(always)]
+fn prefetch_node<S: NodeStore + ?Sized>(s: &S, off: u64) {
+    s.prefetch(off);
+    s.prefetch(off + (HEADER_LEN + 16) as u64 - 1);
+}
+
+/// Looks up many keys at once, appending each one's value bytes to `out` in order.
+///
+/// The walks of up to [`LANES`] keys advance together, a stage at a time: a lane reads a
+/// node's bitmaps, prefetches the one slot it needs and yields; reads the slot,
+/// prefetches the child (or the pair) and yields; and so on. Every dependent cache miss
+/// of one key is thus started a round before it is needed, while the other lanes work.
 pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
     s: &'a S,
     root: u64,
-    hashes: &[[u64; 2]],
     keys: &[&[u8]],
-    out: &mut Vec<Option<ValueRef<'a>>>,
+    hash: impl Fn(&[u8]) -> [u64; 2],
+    out: &mut Vec<Option<&'a [u8]>>,
 ) -> Result<(), Error> {
-    for (hashes, keys) in hashes.chunks(LANES).zip(keys.chunks(LANES)) {
+    for keys in keys.chunks(LANES) {
         let base = out.len();
         out.resize(base + keys.len(), None);
         if root == 0 {
             continue;
         }
-        let mut at = [(root, 0u32); LANES];
+        prefetch_node(s, root);
+        let mut hashes = [[0u64; 2]; LANES];
+        for (h, k) in hashes.iter_mut().zip(keys) {
+            *h = hash(k);
+        }
+        let mut lanes = [Lane::Node {
+            off: root,
+            depth: 0,
+        }; LANES];
         let mut live: u32 = (1u32 << keys.len()) - 1;
-        s.prefetch(root);
         while live != 0 {
-            let mut lanes = live;
-            while lanes != 0 {
-                let i = lanes.trailing_zeros() as usize;
-                lanes &= lanes - 1;
-                let (off, depth) = at[i];
-                let found = match read_node(s, off, depth)? {
-                    NodeRef::Branch(b) => match b.slot(chunk(hashes[i], depth))? {
-                        SlotRef::Empty => None,
-                        SlotRef::Pair(p) => (p.key == keys[i]).then_some(p.value),
-                        SlotRef::Child(c) => {
-                            at[i] = (c, depth + 1);
-                            s.prefetch(c);
+            let mut todo = live;
+            while todo != 0 {
+                let i = todo.trailing_zeros() as usize;
+                todo &= todo - 1;
+                let found = match lanes[i] {
+                    Lane::Node { off, depth } if depth < MAX_DEPTH => {
+                        let (id, payload) = s.payload(off, EntryKind::Branch)?;
+                        if id != u64::from(depth) {
+                            return Err(Error::corrupted(
+                                off,
+                                "node depth does not match its place",
+                            ));
+                        }
+                        let slot = locate_slot(payload, off, chunk(hashes[i], depth))?;
+                        match slot {
+                            SlotAt::Empty => None,
+                            SlotAt::Child(pos) | SlotAt::Pair(pos) => {
+                                if let Some(b) = payload.get(pos..) {
+                                    crate::prefetch::prefetch(b);
+                                }
+                                lanes[i] = Lane::Slot {
+                                    off,
+                                    depth,
+                                    payload,
+                                    slot,
+                                };
+                                continue;
+                            }
+                        }
+                    }
+                    Lane::Node { off, depth } => match step(s, off, depth, hashes[i], keys[i])? {
+                        Step::Found(v) => v,
+                        Step::Child(_) => unreachable_child(off)?,
+                    },
+                    Lane::Slot {
+                        off,
+                        depth,
+                        payload,
+                        slot,
+                    } => {
+                        if let SlotAt::Child(pos) = slot {
+                            let child = child_at(payload, off, pos)?;
+                            prefetch_node(s, child);
+                            lanes[i] = Lane::Node {
+                                off: child,
+                                depth: depth + 1,
+                            };
                             continue;
                         }
-                    },
-                    NodeRef::Collision(c) => c.find(keys[i])?.map(|p| p.value),
+                        let SlotAt::Pair(pos) = slot else {
+                            return Err(Error::corrupted(off, "lookup lost its slot"));
+                        };
+                        let pos = pair_pos(payload, off, pos)?;
+                        if let Some(b) = payload.get(pos..) {
+                            crate::prefetch::prefetch(b);
+                        }
+                        lanes[i] = Lane::Pair { off, payload, pos };
+                        continue;
+                    }
+                    Lane::Pair { off, payload, pos } => {
+                        let p = pair_in(payload, off, pos)?;
+                        (p.key == keys[i]).then_some(p.value)
+                    }
                 };
-                out[base + i] = found;
+                out[base + i] = found.map(|v| value_bytes(s, v)).transpose()?;
                 live &= !(1 << i);
             }
         }
     }
     Ok(())
+}
+
+/// A collision node (the deepest level) has no children; a lookup that found one is
+/// reading a damaged image.
+#[cold]
+fn unreachable_child(off: u64) -> Result<Option<ValueRef<'static>>, Error> {
+    Err(Error::corrupted(off, "collision node with a child"))
 }
 
 /// Visits every pair of the trie at `root`, node by node (storage order, not key order).

@@ -53,6 +53,7 @@ impl RawBytes {
     }
 
     /// Borrows `range`, or `None` when it does not fit the capacity.
+    #[inline]
     pub(crate) fn view(&self, range: core::ops::Range<usize>) -> Option<&[u8]> {
         if range.start > range.end || range.end > self.cap {
             return None;

@@ -62,6 +62,7 @@ impl core::fmt::Debug for SliceRegion<'_> {
 // (2) every access goes through `checked_range` against the slice's length; (3) `write`
 // copies exactly `data`.
 unsafe impl Region for SliceRegion<'_> {
+    #[inline]
     fn len(&self) -> u64 {
         self.capacity()
     }
@@ -71,6 +72,7 @@ unsafe impl Region for SliceRegion<'_> {
         Ok(())
     }
 
+    #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
         let range = checked_range(offset, len as u64, self.capacity())?;
         self.bytes.view(range).ok_or(RegionError::Io {

@@ -147,6 +147,7 @@ impl core::fmt::Debug for VecRegion {
 // so they stay valid across `grow`; (2) every access is checked against the current
 // length, which never exceeds the capacity; (3) `write` copies exactly `data`.
 unsafe impl Region for VecRegion {
+    #[inline]
     fn len(&self) -> u64 {
         self.len.load(Ordering::Acquire) as u64
     }
@@ -156,6 +157,7 @@ unsafe impl Region for VecRegion {
         Ok(())
     }
 
+    #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
         let range = checked_range(offset, len as u64, self.len())?;
         self.bytes.view(range).ok_or(RegionError::Io {
