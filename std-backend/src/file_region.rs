@@ -24,26 +24,34 @@ pub const DEFAULT_RESERVATION: u64 = if cfg!(target_pointer_width = "64") {
 /// How much a [`FileRegion`] grows by when it runs out of room.
 ///
 /// An empty file grows to [`initial`](Self::initial). Below
-/// [`double_until`](Self::double_until) the length doubles (up to `double_until`); from
-/// there on it grows by [`step`](Self::step). It never goes below `initial` nor below
-/// what was asked for, and the file region rounds the result up to whole pages. Growing in
-/// large steps keeps `fallocate` and the length syncs rare.
+/// [`double_until`](Self::double_until) the length doubles (up to `double_until`): small
+/// files grow in few steps. From there on it grows by a fraction of itself, one
+/// [`step_divisor`](Self::step_divisor)th, and at least [`step`](Self::step) bytes: the
+/// number of growths stays logarithmic while the file is never much longer than what it
+/// holds (by default at most 6.25% beyond the used end, where doubling would leave up to
+/// 100%). It never goes below `initial` nor below what was asked for, and the file region
+/// rounds the result up to whole pages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct GrowthPolicy {
     /// Length of a new file, and the least any growth reaches. Default 64 KiB.
     pub initial: u64,
-    /// Double the length while it is below this. Default 1 GiB.
+    /// Double the length while it is below this. Default 64 MiB.
     pub double_until: u64,
-    /// Bytes added per growth once the length reached `double_until`. Default 1 GiB.
+    /// The least bytes added per growth once the length reached `double_until`. Default
+    /// 1 MiB.
     pub step: u64,
+    /// Once the length reached `double_until`, a growth adds `length / step_divisor`
+    /// bytes (or `step`, if that is more). Default 16; 0 counts as 1 (doubling).
+    pub step_divisor: u64,
 }
 
 impl Default for GrowthPolicy {
     fn default() -> Self {
         GrowthPolicy {
             initial: 64 << 10,
-            double_until: 1 << 30,
-            step: 1 << 30,
+            double_until: 64 << 20,
+            step: 1 << 20,
+            step_divisor: 16,
         }
     }
 }
@@ -55,11 +63,17 @@ impl GrowthPolicy {
     /// ```
     /// use hamtdb::GrowthPolicy;
     ///
-    /// let policy = GrowthPolicy { initial: 4096, double_until: 1 << 20, step: 1 << 20 };
+    /// let policy = GrowthPolicy {
+    ///     initial: 4096,
+    ///     double_until: 1 << 20,
+    ///     step: 64 << 10,
+    ///     step_divisor: 16,
+    /// };
     /// assert_eq!(policy.next_len(0, 1), 4096);
     /// assert_eq!(policy.next_len(4096, 4097), 8192);
     /// assert_eq!(policy.next_len(768 << 10, 768 << 10), 1 << 20); // doubling stops at 1 MiB
-    /// assert_eq!(policy.next_len(1 << 20, 1 << 20), 2 << 20); // then steps of 1 MiB
+    /// assert_eq!(policy.next_len(1 << 20, 1 << 20), (1 << 20) + (64 << 10)); // then `step`
+    /// assert_eq!(policy.next_len(16 << 20, 16 << 20), 17 << 20); // or a 16th, if more
     /// assert_eq!(policy.next_len(4096, 1 << 30), 1 << 30); // never less than asked
     /// ```
     pub fn next_len(&self, current: u64, min_len: u64) -> u64 {
@@ -68,7 +82,8 @@ impl GrowthPolicy {
         } else if current < self.double_until {
             current.saturating_mul(2).min(self.double_until)
         } else {
-            current.saturating_add(self.step)
+            let fraction = current / self.step_divisor.max(1);
+            current.saturating_add(fraction.max(self.step))
         };
         grown.max(self.initial).max(min_len)
     }
@@ -505,24 +520,37 @@ mod tests {
                 initial: 4096,
                 double_until: 64 << 10,
                 step: 64 << 10,
+                step_divisor: 16,
             })
     }
 
     #[test]
-    fn growth_policy_doubles_then_steps() {
+    fn growth_policy_doubles_then_grows_by_a_sixteenth() {
         let policy = GrowthPolicy::default();
         let mut len = 0;
         let mut seen = Vec::new();
-        for _ in 0..18 {
-            len = policy.next_len(len, len + 1);
+        while len < 4 << 30 {
+            let next = policy.next_len(len, len + 1);
+            if len >= policy.double_until {
+                // Past doubling: a sixteenth at a time, so never more than 1/16 spare.
+                assert_eq!(next - len, len / 16, "from {len}");
+            }
+            len = next;
             seen.push(len);
         }
         assert_eq!(seen[0], 64 << 10);
         assert_eq!(seen[1], 128 << 10);
-        assert_eq!(seen[14], 1 << 30);
-        assert_eq!(seen[15], 2 << 30);
-        assert_eq!(seen[16], 3 << 30);
+        assert_eq!(seen[10], 64 << 20);
+        assert_eq!(seen[11], 68 << 20);
+        // Logarithmic: from 64 KiB to 4 GiB in 11 doublings and 69 growths of 6.25%.
+        assert_eq!(seen.len(), 11 + 69);
         assert_eq!(policy.next_len(1 << 20, 5 << 30), 5 << 30);
+        // Small files past `double_until` still grow by at least `step`.
+        let steps = GrowthPolicy {
+            double_until: 0,
+            ..policy
+        };
+        assert_eq!(steps.next_len(64 << 10, 64 << 10), (64 << 10) + (1 << 20));
     }
 
     #[test]

@@ -37,6 +37,7 @@ fn small_options(reservation: u64) -> FileRegionOptions {
             initial: 16 << 10,
             double_until: 1 << 30,
             step: 1 << 30,
+            step_divisor: 1,
         })
 }
 
@@ -309,6 +310,7 @@ fn fsize_options() -> FileRegionOptions {
             initial: FSIZE_START,
             double_until: 0,
             step: 1 << 20,
+            step_divisor: 16,
         })
 }
 

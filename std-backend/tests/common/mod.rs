@@ -25,5 +25,6 @@ pub(crate) fn small_growth() -> GrowthPolicy {
         initial: 64 << 10,
         double_until: 1 << 30,
         step: 1 << 30,
+        step_divisor: 1,
     }
 }
