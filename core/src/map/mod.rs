@@ -511,26 +511,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         V: AsRef<[u8]>,
     {
         let mut txn = self.begin_write();
-        if txn.root != 0 {
-            return Err(Error::InvalidOption {
-                what: "bulk_load needs an empty map",
-            });
-        }
-        let mut placed = Vec::new();
-        for (key, value) in pairs {
-            let (key, value) = (key.as_ref(), value.as_ref());
-            let hash = self.hash(key);
-            let pair = txn.pair_for(key, value, hash)?;
-            placed.push(bulk::Placed { hash, pair });
-        }
-        // Every entry the transaction wrote must be reachable at commit (the commit's
-        // digest counts them): free the values of repeated keys that lost.
-        for dropped in bulk::sort_and_dedup(&mut placed) {
-            txn.free_value(dropped.pair.value)?;
-        }
-        txn.root = bulk::build_root(&mut *txn.space, &mut placed)?;
-        txn.count = placed.len() as u64;
-        let count = txn.count;
+        let pairs: Vec<(K, V)> = pairs.into_iter().collect();
+        let count = txn.fill(pairs.iter().map(|(k, v)| (k.as_ref(), v.as_ref())))?;
         txn.commit()?;
         Ok(count)
     }
@@ -781,6 +763,25 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     }
 }
 
+/// Refuses a key or value longer than the format holds.
+fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), Error> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(Error::TooLarge {
+            what: "key",
+            len: key.len() as u64,
+            max: MAX_KEY_LEN as u64,
+        });
+    }
+    if value.len() as u64 > MAX_VALUE_LEN {
+        return Err(Error::TooLarge {
+            what: "value",
+            len: value.len() as u64,
+            max: MAX_VALUE_LEN,
+        });
+    }
+    Ok(())
+}
+
 /// The same bytes as `v`, which lies in `region`, borrowed with the region's lifetime.
 fn rebase<'r, R: Region>(region: &'r R, v: &[u8]) -> Result<&'r [u8], Error> {
     let base = region.view(0, 0)?.as_ptr() as usize;
@@ -850,6 +851,62 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     /// Whether the map is empty as this transaction sees it.
     pub fn is_empty(&self) -> bool {
         self.count == 0
+    }
+
+    /// Puts every pair of `pairs` into this transaction's trie, which must be empty
+    /// (a new map, or every key deleted in this transaction), far faster than one `put`
+    /// at a time: the trie is built bottom-up, each node written once, packed (see
+    /// [`Map::bulk_load`]). A repeated key keeps its last value. Returns the number of
+    /// keys. A trie that is not empty is an [`Error::InvalidOption`].
+    ///
+    /// On an error the transaction can only be aborted: `commit` returns the error.
+    pub fn fill<'p>(
+        &mut self,
+        pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
+    ) -> Result<u64, Error> {
+        if self.root != 0 {
+            return Err(Error::InvalidOption {
+                what: "fill needs an empty trie",
+            });
+        }
+        let map = self.map;
+        let extension = map.extension.load(Ordering::Relaxed);
+        let mut items = Vec::new();
+        let place = |txn: &mut Self| -> Result<(u64, u64), Error> {
+            for (key, value) in pairs {
+                check_lengths(key, value)?;
+                let hash = map.hash(key);
+                let value = if value.len() as u64 <= u64::from(map.inline_max) {
+                    ValueRef::Inline(value)
+                } else {
+                    // Written in the order given, before any node: the image does not
+                    // depend on the order the trie is built in.
+                    let capacity = HEADER_LEN as u64 + room_for(value.len(), extension);
+                    let offset =
+                        txn.space
+                            .write_entry(EntryKind::Value, hash[0], value, capacity)?;
+                    ValueRef::Entry {
+                        offset,
+                        len: value.len() as u32,
+                    }
+                };
+                items.push(bulk::Item { hash, key, value });
+            }
+            bulk::build_root(&mut *txn.space, &mut items)
+        };
+        match place(self) {
+            Ok((root, count)) => {
+                self.root = root;
+                self.count = count;
+                Ok(count)
+            }
+            Err(e) => {
+                // Entries written so far are the transaction's own and unreachable: the
+                // transaction can only be aborted.
+                self.failed = Some(e);
+                Err(e)
+            }
+        }
     }
 
     /// Sets `key` to `value`; returns `true` when the key was new, `false` when it
@@ -941,20 +998,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     /// Checks a key and value against the format's limits and builds their pair,
     /// writing a value entry for a value above the inline limit.
     fn pair_for(&mut self, key: &[u8], value: &[u8], hash: [u64; 2]) -> Result<PairBuf, Error> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(Error::TooLarge {
-                what: "key",
-                len: key.len() as u64,
-                max: MAX_KEY_LEN as u64,
-            });
-        }
-        if value.len() as u64 > MAX_VALUE_LEN {
-            return Err(Error::TooLarge {
-                what: "value",
-                len: value.len() as u64,
-                max: MAX_VALUE_LEN,
-            });
-        }
+        check_lengths(key, value)?;
         let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
             ValueBuf::Inline(value.to_vec())
         } else {

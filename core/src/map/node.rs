@@ -452,6 +452,76 @@ impl NodeBuf {
     }
 }
 
+/// The bytes a pair takes in a node.
+fn ref_encoded_len(p: &PairRef<'_>) -> usize {
+    PAIR_HEADER
+        + p.key.len()
+        + match p.value {
+            ValueRef::Inline(v) => v.len(),
+            ValueRef::Entry { .. } => 8,
+        }
+}
+
+/// Appends the pair table (from `fixed`) and the pairs of a node to `out`.
+fn encode_ref_pairs(pairs: &[PairRef<'_>], fixed: usize, out: &mut Vec<u8>) {
+    let mut at = fixed;
+    for p in pairs {
+        // Payloads are bounded by the entry capacity (a u32), checked by the writer.
+        out.extend_from_slice(&(at as u32).to_le_bytes());
+        at += ref_encoded_len(p);
+    }
+    for p in pairs {
+        // Key length is checked against MAX_KEY_LEN before a pair is built.
+        out.extend_from_slice(&(p.key.len() as u16).to_le_bytes());
+        match p.value {
+            ValueRef::Inline(v) => {
+                out.extend_from_slice(&0u16.to_le_bytes());
+                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                out.extend_from_slice(p.key);
+                out.extend_from_slice(v);
+            }
+            ValueRef::Entry { offset, len } => {
+                out.extend_from_slice(&FLAG_VALUE_REF.to_le_bytes());
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(p.key);
+                out.extend_from_slice(&offset.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Encodes a branch from borrowed parts into `out` (cleared first): the same bytes as
+/// [`NodeBuf::encode_branch`] of the node with these slots, without owning them.
+/// `children` and `pairs` are in slot order.
+pub(crate) fn encode_branch_refs(
+    datamap: u64,
+    nodemap: u64,
+    children: &[u64],
+    pairs: &[PairRef<'_>],
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    let fixed = BRANCH_FIXED + 8 * children.len() + 4 * pairs.len();
+    out.reserve(fixed + pairs.iter().map(ref_encoded_len).sum::<usize>());
+    out.extend_from_slice(&datamap.to_le_bytes());
+    out.extend_from_slice(&nodemap.to_le_bytes());
+    for c in children {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    encode_ref_pairs(pairs, fixed, out);
+}
+
+/// Encodes a collision node from pairs in key order into `out` (cleared first): the
+/// same bytes as [`NodeBuf::encode_collision`].
+pub(crate) fn encode_collision_refs(pairs: &[PairRef<'_>], out: &mut Vec<u8>) {
+    out.clear();
+    let fixed = COLLISION_FIXED + 4 * pairs.len();
+    out.reserve(fixed + pairs.iter().map(ref_encoded_len).sum::<usize>());
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    encode_ref_pairs(pairs, fixed, out);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,6 +586,56 @@ mod tests {
         assert_eq!(p.value, ValueRef::Inline(b"v5"));
         let again = NodeBuf::from_branch(&b).unwrap();
         assert_eq!(again.encode_branch(), bytes);
+    }
+
+    #[test]
+    fn borrowed_encoders_write_the_same_bytes() {
+        let mut n = NodeBuf::default();
+        n.insert_pair(
+            7,
+            PairBuf {
+                key: b"seven".to_vec(),
+                value: ValueBuf::Inline(b"value 7".to_vec()),
+            },
+        );
+        n.insert_pair(
+            2,
+            PairBuf {
+                key: b"two".to_vec(),
+                value: ValueBuf::Entry {
+                    offset: 4096,
+                    len: 900,
+                },
+            },
+        );
+        n.insert_child(40, 8192);
+        n.insert_child(3, 1024);
+        let refs: Vec<PairRef<'_>> = n
+            .pairs
+            .iter()
+            .map(|p| PairRef {
+                key: &p.key,
+                value: match &p.value {
+                    ValueBuf::Inline(v) => ValueRef::Inline(v),
+                    ValueBuf::Entry { offset, len } => ValueRef::Entry {
+                        offset: *offset,
+                        len: *len,
+                    },
+                },
+            })
+            .collect();
+        let mut out = vec![0xee; 3];
+        encode_branch_refs(n.datamap, n.nodemap, &n.children, &refs, &mut out);
+        assert_eq!(out, n.encode_branch());
+        let mut c = NodeBuf {
+            pairs: n.pairs.clone(),
+            ..NodeBuf::default()
+        };
+        c.pairs.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut sorted = refs.clone();
+        sorted.sort_by(|a, b| a.key.cmp(b.key));
+        encode_collision_refs(&sorted, &mut out);
+        assert_eq!(out, c.encode_collision());
     }
 
     #[test]

@@ -585,6 +585,58 @@ fn bulk_load_refuses_a_map_that_is_not_empty_and_keeps_last_duplicates() {
 }
 
 #[test]
+fn fill_builds_an_emptied_trie_and_a_failed_fill_only_aborts() {
+    let map = Map::create_with_hasher(region(), small_inline(), FewBits).unwrap();
+    map.put(b"old", b"gone").unwrap();
+    let mut txn = map.begin_write();
+    assert!(matches!(
+        txn.fill([(&b"x"[..], &b"1"[..])]),
+        Err(Error::InvalidOption { .. })
+    ));
+    assert!(txn.delete(b"old").unwrap());
+    let big = [7u8; 300];
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0u8..40)
+        .map(|i| {
+            (
+                vec![i % 30, 1],
+                if i % 3 == 0 { big.to_vec() } else { vec![i] },
+            )
+        })
+        .collect();
+    let n = txn
+        .fill(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        .unwrap();
+    assert_eq!(n, 30);
+    assert_eq!(txn.len(), 30);
+    // Later pairs win: keys 0..10 were given twice.
+    assert_eq!(txn.get(&[5, 1]).unwrap(), Some(&[35u8][..]));
+    assert_eq!(txn.get(&[3, 1]).unwrap(), Some(&big[..]));
+    txn.put(b"after", b"fill").unwrap();
+    txn.commit().unwrap();
+    assert!(map.check().is_ok(), "{:?}", map.check().problems);
+    assert_eq!(map.len(), 31);
+    assert!(map.get(b"old").unwrap().is_none());
+
+    let before = map.stats().unwrap();
+    let mut txn = map.begin_write();
+    for (k, _) in &pairs {
+        txn.delete(k).unwrap();
+    }
+    txn.delete(b"after").unwrap();
+    let too_long = vec![0u8; MAX_KEY_LEN + 1];
+    let bad = [(&b"fine"[..], &big[..]), (&too_long[..], &b"v"[..])];
+    assert!(matches!(txn.fill(bad), Err(Error::TooLarge { .. })));
+    assert!(matches!(txn.commit(), Err(Error::TooLarge { .. })));
+    assert_eq!(map.len(), 31);
+    let after = map.stats().unwrap();
+    assert_eq!(
+        (after.entries, after.live_bytes),
+        (before.entries, before.live_bytes)
+    );
+    assert!(map.check().is_ok(), "{:?}", map.check().problems);
+}
+
+#[test]
 fn get_allocates_nothing() {
     let mut bytes = vec![0u8; if cfg!(miri) { 64 << 10 } else { 1 << 20 }];
     let map = Map::create(crate::SliceRegion::new(&mut bytes), small_inline()).unwrap();
