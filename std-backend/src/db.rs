@@ -9,12 +9,13 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use hamtdb_core::{
-    CheckReport, Durability, Error, Map, MapCompactReport, MapOptions, MapStats, Murmur3,
-    OwnedPair, ReadTxn, Region, Value, WriteTxn,
+    CheckReport, Durability, Error, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapCompactReport, MapOptions,
+    MapStats, Murmur3, OwnedPair, ReadTxn, Region, Value, WriteTxn,
 };
 
 use crate::error::DbError;
 use crate::file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
+use crate::pending::PendingPuts;
 
 /// When the database compacts by itself (the policies of mmcb).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -58,6 +59,10 @@ pub struct Options {
     /// one from the operating system, so that nobody can choose keys that all share one
     /// path.
     pub seed: Option<u64>,
+    /// Most bytes of keys and values a write transaction that began on an empty
+    /// database holds in memory, to build the trie bottom-up at commit (see
+    /// [`DbWriteTxn`]). Default 1 GiB; `0` puts every pair into the trie as it comes.
+    pub pending_max_bytes: usize,
 }
 
 impl Default for Options {
@@ -72,6 +77,7 @@ impl Default for Options {
             flush_interval: None,
             read_only: false,
             seed: None,
+            pending_max_bytes: 1 << 30,
         }
     }
 }
@@ -128,6 +134,12 @@ impl Options {
     /// Sets [`seed`](Self::seed).
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+
+    /// Sets [`pending_max_bytes`](Self::pending_max_bytes).
+    pub fn pending_max_bytes(mut self, bytes: usize) -> Self {
+        self.pending_max_bytes = bytes;
         self
     }
 
@@ -334,8 +346,11 @@ impl Db {
     pub fn begin_write(&self) -> Result<DbWriteTxn<'_>, DbError> {
         self.shared.writable()?;
         let guard = lock(&self.shared.writer);
+        let txn = self.shared.map.begin_write();
         Ok(DbWriteTxn {
-            txn: self.shared.map.begin_write(),
+            pending: (txn.is_empty() && self.shared.options.pending_max_bytes > 0)
+                .then(PendingPuts::new),
+            txn,
             shared: &self.shared,
             _writer: guard,
         })
@@ -574,6 +589,25 @@ fn never_formatted(region: &FileRegion) -> Result<bool, DbError> {
     Ok(true)
 }
 
+/// Refuses a key or value longer than the format holds, as the map's `put` does.
+fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), DbError> {
+    if key.len() > MAX_KEY_LEN {
+        return Err(DbError::Core(Error::TooLarge {
+            what: "key",
+            len: key.len() as u64,
+            max: MAX_KEY_LEN as u64,
+        }));
+    }
+    if value.len() as u64 > MAX_VALUE_LEN {
+        return Err(DbError::Core(Error::TooLarge {
+            what: "value",
+            len: value.len() as u64,
+            max: MAX_VALUE_LEN,
+        }));
+    }
+    Ok(())
+}
+
 /// Syncs the directory holding `path`, so that the file's name survives power loss.
 fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
     let dir = match path.parent() {
@@ -603,8 +637,15 @@ fn random_seed() -> Result<u64, DbError> {
 
 /// The database's write transaction: reads see its own changes; [`commit`](Self::commit)
 /// publishes them with the database's default durability; dropping aborts.
+///
+/// A transaction that begins on an empty database holds its puts in memory (up to
+/// [`Options::pending_max_bytes`] of keys and values) and builds the trie bottom-up at commit,
+/// several times faster than putting each pair into the trie: a first import is one such
+/// transaction. Its reads, deletes and counts are answered from memory; past that size
+/// it puts what it holds into the trie and goes on as any other transaction.
 pub struct DbWriteTxn<'d> {
     txn: WriteTxn<'d, FileRegion>,
+    pending: Option<PendingPuts>,
     shared: &'d Shared,
     _writer: MutexGuard<'d, ()>,
 }
@@ -612,27 +653,55 @@ pub struct DbWriteTxn<'d> {
 impl DbWriteTxn<'_> {
     /// The value of `key` as this transaction sees it.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>, DbError> {
-        Ok(self.txn.get(key)?)
+        match &self.pending {
+            Some(pending) => Ok(pending.get(key)),
+            None => Ok(self.txn.get(key)?),
+        }
     }
 
     /// Sets `key` to `value`; returns `true` when the key was new.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, DbError> {
+        if let Some(pending) = &mut self.pending {
+            check_lengths(key, value)?;
+            let max = self.shared.options.pending_max_bytes;
+            if pending.has_room(key.len() + value.len(), max) {
+                return Ok(pending.put(key, value));
+            }
+            self.fill_pending()?;
+        }
         Ok(self.txn.put(key, value)?)
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, DbError> {
-        Ok(self.txn.delete(key)?)
+        match &mut self.pending {
+            Some(pending) => Ok(pending.delete(key)),
+            None => Ok(self.txn.delete(key)?),
+        }
     }
 
     /// Keys as this transaction sees them.
     pub fn len(&self) -> u64 {
-        self.txn.len()
+        match &self.pending {
+            Some(pending) => pending.len(),
+            None => self.txn.len(),
+        }
     }
 
     /// Whether the database is empty as this transaction sees it.
     pub fn is_empty(&self) -> bool {
-        self.txn.is_empty()
+        self.len() == 0
+    }
+
+    /// Builds the trie from the puts held in memory; the transaction goes on as any
+    /// other.
+    fn fill_pending(&mut self) -> Result<(), DbError> {
+        if let Some(pending) = self.pending.take()
+            && pending.len() > 0
+        {
+            self.txn.fill(pending.pairs())?;
+        }
+        Ok(())
     }
 
     /// Publishes the transaction with the database's default durability.
@@ -642,8 +711,9 @@ impl DbWriteTxn<'_> {
     }
 
     /// Publishes the transaction with `durability`.
-    pub fn commit_with(self, durability: Durability) -> Result<(), DbError> {
+    pub fn commit_with(mut self, durability: Durability) -> Result<(), DbError> {
         let shared = self.shared;
+        self.fill_pending()?;
         self.txn.commit_with(durability)?;
         if durability != Durability::Immediate {
             shared.unsynced.store(true, Ordering::Release);

@@ -19,6 +19,7 @@ mod db;
 mod error;
 mod file_region;
 mod mmap;
+mod pending;
 mod record_io;
 #[cfg(feature = "serde")]
 mod serde_codec;

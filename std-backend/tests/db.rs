@@ -969,8 +969,14 @@ fn extension_factor_gives_value_entries_room_and_is_checked() {
         ),
         "{refused:?}"
     );
-    // The refused open released the file: the next one is not locked out.
-    let db = Db::builder().extension_factor(1.5).open(&path).unwrap();
+    // The refused open released the file: the next one is not locked out. (Without
+    // pending puts: a first transaction would otherwise build its trie at commit, and
+    // size the entry for the last value put.)
+    let db = Db::builder()
+        .extension_factor(1.5)
+        .pending_max_bytes(0)
+        .open(&path)
+        .unwrap();
     let mut txn = db.begin_write().unwrap();
     txn.put(b"doc", &[1u8; 1000]).unwrap();
     // Fits the 1,500 bytes of room: rewritten in place.
@@ -983,5 +989,98 @@ fn extension_factor_gives_value_entries_room_and_is_checked() {
     db.close().unwrap();
     let db = Db::open(&path).unwrap();
     assert_eq!(db.get_owned(b"doc").unwrap(), Some(vec![2u8; 1400]));
+    assert!(db.check().is_ok());
+}
+
+// ---------------------------------------------------------------------------------------
+// A first transaction on an empty database: puts held in memory, built at commit.
+
+/// Runs random puts (inline and entry-sized values, repeats), deletes, reads and counts
+/// in one transaction on a new database with `pending_max_bytes`, against a model; then
+/// commits, reopens and compares.
+fn first_transaction_matches_a_model(pending_max_bytes: usize, seed: u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Db::builder()
+        .pending_max_bytes(pending_max_bytes)
+        .inline_max(64)
+        .open(&path)
+        .unwrap();
+    let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut rng = Rng(seed);
+    let mut txn = db.begin_write().unwrap();
+    for step in 0..3_000u64 {
+        let key = format!("k{}", rng.below(700)).into_bytes();
+        match rng.below(10) {
+            0 | 1 => {
+                assert_eq!(txn.delete(&key).unwrap(), model.remove(&key).is_some());
+            }
+            2 => {
+                let too_long = vec![1u8; MAX_KEY_LEN + 1];
+                let refused = txn.put(&too_long, b"v");
+                assert!(
+                    matches!(refused, Err(DbError::Core(Error::TooLarge { .. }))),
+                    "{refused:?}"
+                );
+            }
+            _ => {
+                let len = if rng.below(4) == 0 { 200 } else { 10 } + rng.below(30) as usize;
+                let value: Vec<u8> = (0..len).map(|i| (step as usize + i) as u8).collect();
+                let new = model.insert(key.clone(), value.clone()).is_none();
+                assert_eq!(txn.put(&key, &value).unwrap(), new);
+            }
+        }
+        assert_eq!(txn.get(&key).unwrap(), model.get(&key).map(Vec::as_slice));
+        assert_eq!(txn.len(), model.len() as u64);
+        assert_eq!(txn.is_empty(), model.is_empty());
+    }
+    txn.commit().unwrap();
+    let check = |db: &Db| {
+        assert_eq!(db.len(), model.len() as u64);
+        for (k, v) in &model {
+            assert_eq!(db.get_owned(k).unwrap().as_ref(), Some(v));
+        }
+        for i in 0..700 {
+            let k = format!("k{i}").into_bytes();
+            assert_eq!(db.contains_key(&k).unwrap(), model.contains_key(&k));
+        }
+        let report = db.check();
+        assert!(report.is_ok(), "{:?}", report.problems);
+    };
+    check(&db);
+    db.close().unwrap();
+    check(&Db::open(&path).unwrap());
+}
+
+#[test]
+fn a_first_transaction_held_in_memory_reads_and_commits_like_any_other() {
+    first_transaction_matches_a_model(1 << 30, 1);
+}
+
+#[test]
+fn a_first_transaction_past_its_memory_limit_goes_on_in_the_trie() {
+    // 20 KB of pairs: the transaction moves to the trie after a few hundred puts.
+    first_transaction_matches_a_model(20_000, 2);
+}
+
+#[test]
+fn an_aborted_first_transaction_leaves_the_database_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path().join("db")).unwrap();
+    let mut txn = db.begin_write().unwrap();
+    for i in 0..100u32 {
+        txn.put(&i.to_le_bytes(), &[7; 600]).unwrap();
+    }
+    assert_eq!(txn.len(), 100);
+    txn.abort();
+    assert!(db.is_empty());
+    let mut txn = db.begin_write().unwrap();
+    assert!(txn.put(b"a", b"1").unwrap());
+    drop(txn);
+    assert!(db.is_empty());
+    let mut txn = db.begin_write().unwrap();
+    txn.put(b"b", b"2").unwrap();
+    txn.commit().unwrap();
+    assert_eq!(db.get_owned(b"b").unwrap(), Some(b"2".to_vec()));
     assert!(db.check().is_ok());
 }

@@ -89,14 +89,13 @@ impl<S: NodeStoreMut + ?Sized> Builder<'_, S> {
             if lo == hi {
                 continue;
             }
-            let run = &spare[lo..hi];
-            let last = &run[run.len() - 1];
-            if run
+            let (earlier, last) = (&spare[lo..hi - 1], &spare[hi - 1]);
+            if earlier
                 .iter()
                 .all(|it| it.hash == last.hash && it.key == last.key)
             {
                 // One key (given once or repeated): the last one given stays.
-                for lost in &run[..run.len() - 1] {
+                for lost in earlier {
                     self.drop_value(lost)?;
                 }
                 pair_at[pair_count] = hi - 1;

@@ -871,7 +871,8 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         }
         let map = self.map;
         let extension = map.extension.load(Ordering::Relaxed);
-        let mut items = Vec::new();
+        let pairs = pairs.into_iter();
+        let mut items = Vec::with_capacity(pairs.size_hint().0);
         let place = |txn: &mut Self| -> Result<(u64, u64), Error> {
             for (key, value) in pairs {
                 check_lengths(key, value)?;
