@@ -679,10 +679,11 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
         read_payload(self.region, offset, self.used_end, kind)
     }
 
-    fn prefetch(&self, offset: u64) {
-        // The header and the bitmaps: the first line a lookup reads.
+    fn prefetch(&self, offset: u64, len: usize) {
+        // One byte is viewed (the entry's first, inside the snapshot); the lines after it
+        // are only named by address.
         if let Ok(bytes) = self.region.view(offset, 1) {
-            crate::prefetch::prefetch(bytes);
+            crate::prefetch::prefetch_lines(bytes, len);
         }
     }
 }

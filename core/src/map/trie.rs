@@ -33,9 +33,9 @@ pub(crate) trait NodeStore {
         Ok((header.id, payload))
     }
 
-    /// Hints that the entry at `offset` will be read soon.
-    fn prefetch(&self, offset: u64) {
-        let _ = offset;
+    /// Hints that the `len` bytes at `offset` will be read soon.
+    fn prefetch(&self, offset: u64, len: usize) {
+        let _ = (offset, len);
     }
 }
 
@@ -201,8 +201,7 @@ enum Lane<'a> {
 /// when the entry straddles one, a branch's bitmaps.
 #[inline(always)]
 fn prefetch_node<S: NodeStore + ?Sized>(s: &S, off: u64) {
-    s.prefetch(off);
-    s.prefetch(off + (HEADER_LEN + 16) as u64 - 1);
+    s.prefetch(off, HEADER_LEN + 16);
 }
 
 /// Looks up many keys at once, appending each one's value bytes to `out` in order.
