@@ -632,6 +632,17 @@ impl<R: Region> Space<R> {
         self.region
     }
 
+    /// Bytes of the data area held by entries the last commit reaches: everything below
+    /// `used_end` that is neither free nor pending. Exact between transactions (the
+    /// free map is rebuilt from the reachable entries on open, and every later
+    /// allocation and free goes through this type), so it costs no walk.
+    pub(crate) fn reachable_bytes(&self) -> u64 {
+        let (free, pending) = self.free_bytes();
+        self.used_end
+            .saturating_sub(DATA_START)
+            .saturating_sub(free + pending)
+    }
+
     /// Free bytes below `used_end` and bytes waiting to become free.
     pub(crate) fn free_bytes(&self) -> (u64, u64) {
         (self.free.total(), self.pending.iter().map(|p| p.2).sum())

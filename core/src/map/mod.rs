@@ -237,9 +237,6 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     hasher: H,
     seed: u64,
     inline_max: u32,
-    /// Bytes of the entries reachable at a txid, remembered by compaction steps: a step
-    /// only moves entries, so the next step need not check the whole map again.
-    live_entries: spin::Mutex<Option<(u64, u64)>>,
     /// Room given to value entries, in 1/65536 of their length (see
     /// [`Map::set_extension_factor`]); a runtime setting, not stored in the region.
     extension: AtomicU32,
@@ -318,7 +315,6 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             }),
             hasher,
             extension: AtomicU32::new(EXTENSION_ONE),
-            live_entries: spin::Mutex::new(None),
         }
     }
 
@@ -589,19 +585,13 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// commits durably. Returns the bytes taken (0: nothing left to move).
     pub fn compact_step(&self, budget: u64) -> Result<u64, Error> {
         let mut txn = self.begin_write();
-        // Moving entries keeps the reachable bytes or lowers them (a moved value loses its
-        // slack), so the figure a previous step left for this very commit is still an upper
-        // bound, and a high limit only moves less. Anything else: check the map again.
-        let txid = txn.space.committed().txid;
-        let cached = *self.live_entries.lock();
-        let live = match cached {
-            Some((at, bytes)) if at == txid => bytes,
-            _ => self.live_entry_bytes()?,
-        };
         // Space freed while snapshots were open becomes free once they are gone; learn
         // the current floor, or nothing may look free below the tail and nothing moves.
         txn.learn_reader_floor();
-        let limit = DATA_START + live;
+        // Where a tightly packed region would end: every byte below the used end is
+        // reachable from the last commit, free, or pending, so the
+        // space's own accounting gives the reachable bytes without walking the trie.
+        let limit = DATA_START + txn.space.reachable_bytes();
         let mut left = budget.max(1);
         let mut trie = TxnTrie {
             store: &mut *txn.space,
@@ -631,27 +621,12 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             return Ok(0);
         }
         txn.commit()?;
-        *self.live_entries.lock() = Some((txid + 1, live));
         Ok(taken)
     }
 
     /// Whether any snapshot is open.
     fn snapshots_open(&self) -> bool {
         !self.snapshots.lock().readers.is_empty()
-    }
-
-    /// Bytes of every entry the last commit reaches (headers included).
-    fn live_entry_bytes(&self) -> Result<u64, Error> {
-        let snapshot = self.begin_read();
-        let hash = |k: &[u8]| self.hash(k);
-        let report = check::check(self.region.as_ref(), snapshot.meta, &hash);
-        match report.problems.first() {
-            Some(p) => Err(Error::Corrupted {
-                offset: p.offset,
-                what: p.what,
-            }),
-            None => Ok(report.entry_bytes),
-        }
     }
 
     /// Walks every node and value entry of the last commit and reports every problem
