@@ -635,7 +635,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     pub fn check(&self) -> CheckReport {
         let snapshot = self.begin_read();
         let hash = |k: &[u8]| self.hash(k);
-        check::check(self.region.as_ref(), snapshot.meta, &hash)
+        check::check(&self.region, snapshot.meta, &hash)
     }
 
     fn release_snapshot(&self, txid: u64) {
@@ -677,7 +677,7 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
     map: &'m Map<R, H>,
     meta: Meta,
-    store: SnapshotStore<'m, R>,
+    store: SnapshotStore<'m, Arc<R>>,
 }
 
 impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
@@ -698,7 +698,7 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     /// open for as long as it uses the bytes (see [`Value`]).
     fn get_for_map(&self, key: &[u8]) -> Result<Option<&'m [u8]>, Error> {
         match self.get(key)? {
-            Some(v) => Ok(Some(rebase(self.map.region.as_ref(), v)?)),
+            Some(v) => Ok(Some(rebase(&self.map.region, v)?)),
             None => Ok(None),
         }
     }
