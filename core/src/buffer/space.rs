@@ -14,7 +14,7 @@
 //! chosen root reaches.
 #![allow(unsafe_code)]
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -24,6 +24,7 @@ use super::format::{
 };
 
 use super::free::FreeMap;
+use super::ordered::OrderedMap;
 use crate::{Error, Region, RegionError};
 
 /// When a commit becomes durable.
@@ -58,9 +59,8 @@ pub(crate) trait Walker {
 struct Txn {
     /// Entries this transaction allocated and still holds, offset → capacity: they may be
     /// changed in place, are sealed (checksummed) at commit, and return to free space on
-    /// abort. Ordered, so that commit seals them in address order without sorting, and
-    /// the same `BTreeMap<u64, u64>` as the free map's (one copy of the code in firmware).
-    own: BTreeMap<u64, u64>,
+    /// abort. Ordered, so that commit seals them in address order without sorting.
+    own: OrderedMap,
     /// Committed entries this transaction freed: (offset, capacity, digest term if the
     /// entry was written after the durable base).
     frees: Vec<(u64, u64, Option<u64>)>,
@@ -352,14 +352,14 @@ impl<R: Region> Space<R> {
     /// Reads the entry at `offset` and verifies its checksum (entries of the running
     /// transaction are not sealed yet and are returned unverified).
     pub(crate) fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
-        let verify = !self.txn.own.contains_key(&offset);
+        let verify = !self.txn.own.contains_key(offset);
         read_entry(&self.region, self.seed(), offset, self.used_end, verify)
     }
 
     /// Whether the entry at `offset` belongs to the running transaction (and may be
     /// changed in place).
     pub(crate) fn is_own(&self, offset: u64) -> bool {
-        self.txn.own.contains_key(&offset)
+        self.txn.own.contains_key(offset)
     }
 
     // ---- writing (the running transaction) ----
@@ -454,7 +454,7 @@ impl<R: Region> Space<R> {
     /// when it is no longer needed (after a later durable commit and once no snapshot is
     /// older than this transaction).
     pub(crate) fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
-        if let Some(cap) = self.txn.own.remove(&offset) {
+        if let Some(cap) = self.txn.own.remove(offset) {
             self.free.release(offset, cap);
             return Ok(());
         }
@@ -480,7 +480,7 @@ impl<R: Region> Space<R> {
         let mut digest = self.base_digest;
         // Seal: each entry the transaction wrote gets its checksum now, once.
         // In address order (`own` is ordered), so the writes run through the region once.
-        let sealed: Vec<u64> = self.txn.own.keys().copied().collect();
+        let sealed: Vec<u64> = self.txn.own.iter().map(|(off, _)| off).collect();
         for off in sealed {
             let (header, _) = self.entry(off)?;
             let end = off + HEADER_LEN as u64 + u64::from(header.len);
@@ -550,7 +550,7 @@ impl<R: Region> Space<R> {
     /// Undoes the running transaction: its entries return to free space and the entries
     /// it freed stay.
     pub(crate) fn abort(&mut self) {
-        for (off, cap) in core::mem::take(&mut self.txn.own) {
+        for (off, cap) in core::mem::take(&mut self.txn.own).iter() {
             self.free.release(off, cap);
         }
         self.free.cut_at(self.txn.start_used_end);
