@@ -111,6 +111,14 @@ pub(crate) enum SlotRef<'a> {
     Child(u64),
 }
 
+/// Bits set in `x`: a branch's rank arithmetic. Out of line on Arm: Cortex-M has no
+/// population-count instruction, and each inlined copy of the bit-twiddling costs
+/// firmware about 40 bytes; elsewhere it stays inlined.
+#[cfg_attr(target_arch = "arm", inline(never))]
+fn ones(x: u64) -> usize {
+    x.count_ones() as usize
+}
+
 impl<'a> Branch<'a> {
     pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
         let datamap = rd_u64(payload, 0).ok_or(Error::corrupted(at, "branch too short"))?;
@@ -118,8 +126,7 @@ impl<'a> Branch<'a> {
         if datamap & nodemap != 0 {
             return Err(Error::corrupted(at, "branch slot is both pair and child"));
         }
-        let fixed =
-            BRANCH_FIXED + 8 * nodemap.count_ones() as usize + 4 * datamap.count_ones() as usize;
+        let fixed = BRANCH_FIXED + 8 * ones(nodemap) + 4 * ones(datamap);
         if payload.len() < fixed {
             return Err(Error::corrupted(at, "branch tables run past its end"));
         }
@@ -136,7 +143,7 @@ impl<'a> Branch<'a> {
     }
 
     fn offsets_start(&self) -> usize {
-        BRANCH_FIXED + 8 * self.nodemap.count_ones() as usize
+        BRANCH_FIXED + 8 * ones(self.nodemap)
     }
 
     /// The child node at rank `rank` among the children.
@@ -157,24 +164,20 @@ impl<'a> Branch<'a> {
         let bit = 1u64 << idx;
         let below = bit - 1;
         if self.datamap & bit != 0 {
-            Ok(SlotRef::Pair(
-                self.pair((self.datamap & below).count_ones() as usize)?,
-            ))
+            Ok(SlotRef::Pair(self.pair(ones(self.datamap & below))?))
         } else if self.nodemap & bit != 0 {
-            Ok(SlotRef::Child(
-                self.child((self.nodemap & below).count_ones() as usize)?,
-            ))
+            Ok(SlotRef::Child(self.child(ones(self.nodemap & below))?))
         } else {
             Ok(SlotRef::Empty)
         }
     }
 
     pub(crate) fn pair_count(&self) -> usize {
-        self.datamap.count_ones() as usize
+        ones(self.datamap)
     }
 
     pub(crate) fn child_count(&self) -> usize {
-        self.nodemap.count_ones() as usize
+        ones(self.nodemap)
     }
 }
 
@@ -312,11 +315,11 @@ impl NodeBuf {
     }
 
     fn pair_rank(&self, idx: usize) -> usize {
-        (self.datamap & ((1u64 << idx) - 1)).count_ones() as usize
+        ones(self.datamap & ((1u64 << idx) - 1))
     }
 
     fn child_rank(&self, idx: usize) -> usize {
-        (self.nodemap & ((1u64 << idx) - 1)).count_ones() as usize
+        ones(self.nodemap & ((1u64 << idx) - 1))
     }
 
     /// Puts `pair` at empty slot `idx`.
