@@ -235,22 +235,16 @@ impl<R: Region> Space<R> {
         }
         let mut count = 0u64;
         let mut digest = 0u64;
-        let mut stack = Vec::new();
-        let mut children = Vec::new();
-        if meta.root != 0 {
-            stack.push(meta.root);
-        }
         // Each new entry is counted at most `new_count` times before we stop, so a cycle
-        // or shared subtree in a hostile image cannot keep this loop going.
-        while let Some(off) = stack.pop() {
+        // or shared subtree in a hostile image cannot keep this walk going.
+        walk(region, meta, walker, &mut |off, header| {
             // Older entries were durable before this commit: damage in one of them is
             // reported when it is read, and must not pass for a torn commit here (the
             // fallback commit may reach space reused since).
-            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, false)?;
             if header.txid <= meta.durable_base {
-                continue;
+                return Ok(false);
             }
-            let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, true)?;
+            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, true)?;
             if header.txid > meta.txid {
                 return Err(Error::corrupted(off, "entry written after its commit"));
             }
@@ -262,10 +256,8 @@ impl<R: Region> Space<R> {
                 ));
             }
             digest = digest.wrapping_add(digest_term(off, header.checksum));
-            children.clear();
-            walker.children(off, &header, payload, &mut children)?;
-            stack.extend_from_slice(&children);
-        }
+            Ok(true)
+        })?;
         if count != meta.new_count || digest != meta.new_digest {
             return Err(Error::corrupted(
                 slot_off,
@@ -677,6 +669,29 @@ pub(crate) fn read_entry<R: Region>(
     Ok((header, &whole[HEADER_LEN..]))
 }
 
+/// Walks the entries `meta.root` reaches, depth first, reading each (checksum not
+/// verified): `visit` gets its offset and header and says whether to follow its edges.
+/// One walk for the commit check and the free-map rebuild of `open`.
+fn walk<R: Region>(
+    region: &R,
+    meta: &Meta,
+    walker: &dyn Walker,
+    visit: &mut dyn FnMut(u64, &EntryHeader) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let mut stack = Vec::new();
+    if meta.root != 0 {
+        stack.push(meta.root);
+    }
+    while let Some(off) = stack.pop() {
+        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+        if visit(off, &header)? {
+            // The edges go straight onto the stack, popped last first as before.
+            walker.children(off, &header, payload, &mut stack)?;
+        }
+    }
+    Ok(())
+}
+
 /// Walks everything `meta.root` reaches and returns the free extents of the data area.
 /// Entries that overlap (a shared or cyclic structure in a damaged image) are an error,
 /// which also bounds the walk.
@@ -687,13 +702,7 @@ fn rebuild_free_map<R: Region>(
 ) -> Result<FreeMap, Error> {
     let units = ((meta.used_end - DATA_START) / 8) as usize;
     let mut used = vec![0u64; units.div_ceil(64)];
-    let mut stack = Vec::new();
-    let mut children = Vec::new();
-    if meta.root != 0 {
-        stack.push(meta.root);
-    }
-    while let Some(off) = stack.pop() {
-        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+    walk(region, meta, walker, &mut |off, header| {
         let first = ((off - DATA_START) / 8) as usize;
         let last = first + (u64::from(header.capacity) / 8) as usize;
         for unit in first..last {
@@ -706,10 +715,8 @@ fn rebuild_free_map<R: Region>(
             }
             used[word] |= 1 << bit;
         }
-        children.clear();
-        walker.children(off, &header, payload, &mut children)?;
-        stack.extend_from_slice(&children);
-    }
+        Ok(true)
+    })?;
     let mut free = FreeMap::new();
     let mut run_start = None;
     for unit in 0..=units {
