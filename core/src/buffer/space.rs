@@ -472,8 +472,7 @@ impl<R: Region> Space<R> {
         let mut digest = self.base_digest;
         // Seal: each entry the transaction wrote gets its checksum now, once.
         // In address order (`own` is ordered), so the writes run through the region once.
-        let sealed: Vec<u64> = self.txn.own.iter().map(|(off, _)| off).collect();
-        for off in sealed {
+        for (off, _) in self.txn.own.iter() {
             let (header, _) = self.entry(off)?;
             let end = off + HEADER_LEN as u64 + u64::from(header.len);
             let bytes = self.region.view(off, (end - off) as usize)?;
