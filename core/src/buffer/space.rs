@@ -139,7 +139,8 @@ impl<R: Region> Space<R> {
     /// Opens the structure of `kind` in `region`: picks the newest meta slot whose commit
     /// verifies, rebuilds the free map, and makes what it found durable.
     pub(crate) fn open(region: R, kind: StructureKind, walker: &dyn Walker) -> Result<Self, Error> {
-        let mut candidates = Vec::new();
+        // The valid slots' metas, by slot.
+        let mut candidates: [Option<Meta>; 2] = [None, None];
         let mut blank = 0;
         let mut first_problem = None;
         // A slot the chosen commit must not leave behind: torn, or a newer commit that
@@ -147,7 +148,7 @@ impl<R: Region> Space<R> {
         let mut rejected = None;
         for (slot, &slot_off) in META_SLOT_OFFSETS.iter().enumerate() {
             match read_slot(&region, slot)? {
-                Ok(meta) => candidates.push((slot, meta)),
+                Ok(meta) => candidates[slot] = Some(meta),
                 Err(MetaProblem::Blank) => blank += 1,
                 Err(MetaProblem::Version(found)) => {
                     first_problem.get_or_insert(Error::UnsupportedVersion { found });
@@ -168,22 +169,23 @@ impl<R: Region> Space<R> {
         if let Some(e @ Error::UnsupportedVersion { .. }) = first_problem {
             return Err(e);
         }
-        if candidates.is_empty() {
+        if candidates.iter().all(Option::is_none) {
             return Err(match first_problem {
                 Some(e) => e,
                 None if blank == 2 => Error::NotInitialized,
                 None => Error::corrupted(0, "no valid meta slot"),
             });
         }
-        // Newest first. There are at most two slots, so one swap orders them (a library
-        // sort would cost firmware kilobytes of code for it).
-        if let [a, b] = candidates.as_mut_slice()
-            && b.1.txid > a.1.txid
-        {
-            core::mem::swap(a, b);
-        }
+        // Newest first: slot 1 first when both are valid and it is newer.
+        let newer_first = match &candidates {
+            [Some(a), Some(b)] if b.txid > a.txid => [1, 0],
+            _ => [0, 1],
+        };
         let mut last_err = None;
-        for (slot, meta) in candidates {
+        for slot in newer_first {
+            let Some(meta) = candidates[slot] else {
+                continue;
+            };
             if meta.kind != kind {
                 last_err = Some(Error::WrongKind {
                     found: meta.kind as u32,
