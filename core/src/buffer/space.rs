@@ -14,7 +14,6 @@
 //! chosen root reaches.
 #![allow(unsafe_code)]
 
-use alloc::collections::VecDeque;
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -82,7 +81,7 @@ pub(crate) struct Space<R: Region> {
     base_digest: u64,
     free: FreeMap,
     /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
-    pending: VecDeque<(u64, u64, u64)>,
+    pending: Vec<(u64, u64, u64)>,
     /// The txid of the oldest snapshot that may still read the region, kept by the
     /// structure on top (`u64::MAX`: none). Freed space older than it is reusable.
     reader_floor: u64,
@@ -126,7 +125,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
             reader_floor: u64::MAX,
             used_end: DATA_START,
             txn: Txn {
@@ -304,7 +303,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
             reader_floor: u64::MAX,
             used_end: meta.used_end,
             txn: Txn {
@@ -508,7 +507,7 @@ impl<R: Region> Space<R> {
         self.base_count = count;
         self.base_digest = digest;
         for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
-            self.pending.push_back((txid, off, cap));
+            self.pending.push((txid, off, cap));
         }
         self.txn = Txn {
             start_used_end: self.used_end,
@@ -558,15 +557,13 @@ impl<R: Region> Space<R> {
     /// reach it.
     fn reclaim(&mut self) {
         let floor = self.durable_txid.min(self.reader_floor);
-        while let Some(&(freed_by, off, cap)) = self.pending.front() {
-            // A reader at txid `t` sees the state of commit `t`; an entry freed by commit
-            // `f` is needed by states before `f`.
-            if freed_by > floor {
-                break;
-            }
-            self.pending.pop_front();
+        // In freeing order. A reader at txid `t` sees the state of commit `t`; an entry
+        // freed by commit `f` is needed by states before `f`.
+        let done = self.pending.partition_point(|p| p.0 <= floor);
+        for &(_, off, cap) in &self.pending[..done] {
             self.free.release(off, cap);
         }
+        self.pending.drain(..done);
     }
 
     /// Tells the space the txid of the oldest snapshot still open (`u64::MAX`: none) and
