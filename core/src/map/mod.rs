@@ -823,7 +823,17 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
 
     /// Whether `key` is present as this transaction sees it.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool, Error> {
-        Ok(self.get(key)?.is_some())
+        let hash = self.map.hash(key);
+        // The committed nodes below the arena, read with exactly the space's checks
+        // (`read_entry` up to its used end) through the snapshot store type, whose trie
+        // code `Map::get` already has: firmware carries one copy of it. (`get` cannot
+        // do the same: its bytes must borrow the space, not a local store.)
+        let store = SnapshotStore {
+            region: &self.map.region,
+            seed: self.space.seed(),
+            used_end: self.space.used_end(),
+        };
+        Ok(write::get(&store, &self.arena, self.root, hash, key)?.is_some())
     }
 
     /// Keys as this transaction sees them.
@@ -967,7 +977,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
 
     /// Removes `key`; returns whether it was there. An absent key changes nothing.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
-        if self.get(key)?.is_none() {
+        if !self.contains_key(key)? {
             return Ok(false);
         }
         let hash = self.map.hash(key);
