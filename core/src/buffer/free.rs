@@ -4,14 +4,16 @@
 //! allocation takes the **lowest** address that fits: live data then drifts towards the
 //! start of the region, which is what lets compaction cut the tail.
 
+use alloc::vec::Vec;
+
 use super::ordered::OrderedMap;
 
-/// Size classes: class `c` holds extents of `2^c .. 2^(c+1)` bytes.
-const CLASSES: usize = 64;
 /// How many too-small extents of the exact class an allocation looks at before it
 /// settles for a larger class.
 const EXACT_CLASS_PROBES: usize = 8;
 
+/// The size class of an extent of `len` bytes: class `c` holds extents of
+/// `2^c .. 2^(c+1)` bytes (0 to 63).
 fn class_of(len: u64) -> usize {
     (63 - len.max(1).leading_zeros()) as usize
 }
@@ -22,8 +24,10 @@ pub(crate) struct FreeMap {
     /// Offset → length of every extent.
     by_offset: OrderedMap,
     /// The same extents by size class, offset → length: the length at hand saves a
-    /// `by_offset` lookup in `peek`.
-    by_class: [OrderedMap; CLASSES],
+    /// `by_offset` lookup in `peek`. As long as the largest class used so far: a
+    /// `Vec` rather than an array of all 64 classes, which made the free map (and the
+    /// space and map around it) large to move and cost firmware code at every move.
+    by_class: Vec<OrderedMap>,
     total: u64,
 }
 
@@ -31,7 +35,7 @@ impl Default for FreeMap {
     fn default() -> Self {
         FreeMap {
             by_offset: OrderedMap::new(),
-            by_class: [const { OrderedMap::new() }; CLASSES],
+            by_class: Vec::new(),
             total: 0,
         }
     }
@@ -55,12 +59,18 @@ impl FreeMap {
 
     fn insert_raw(&mut self, off: u64, len: u64) {
         self.by_offset.insert(off, len);
-        self.by_class[class_of(len)].insert(off, len);
+        let class = class_of(len);
+        if self.by_class.len() <= class {
+            self.by_class.resize_with(class + 1, OrderedMap::new);
+        }
+        self.by_class[class].insert(off, len);
     }
 
     fn remove_raw(&mut self, off: u64, len: u64) {
         self.by_offset.remove(off);
-        self.by_class[class_of(len)].remove(off);
+        if let Some(set) = self.by_class.get_mut(class_of(len)) {
+            set.remove(off);
+        }
     }
 
     /// Returns `off .. off + len` to the map, merging with neighbours. The range must not
@@ -108,8 +118,12 @@ impl FreeMap {
     pub(crate) fn peek(&self, len: u64) -> Option<u64> {
         let class = class_of(len);
         let mut best: Option<u64> = None;
+        let Some(exact) = self.by_class.get(class) else {
+            // No extent of this class or a larger one.
+            return None;
+        };
         // The exact class may hold extents too small; look at a few of the lowest.
-        for (off, ext_len) in self.by_class[class].iter().take(EXACT_CLASS_PROBES) {
+        for (off, ext_len) in exact.iter().take(EXACT_CLASS_PROBES) {
             if ext_len >= len {
                 best = Some(off);
                 break;
