@@ -4,14 +4,16 @@
 //! allocation takes the **lowest** address that fits: live data then drifts towards the
 //! start of the region, which is what lets compaction cut the tail.
 
-use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
-/// Size classes: class `c` holds extents of `2^c .. 2^(c+1)` bytes.
-const CLASSES: usize = 64;
+use super::ordered::OrderedMap;
+
 /// How many too-small extents of the exact class an allocation looks at before it
 /// settles for a larger class.
 const EXACT_CLASS_PROBES: usize = 8;
 
+/// The size class of an extent of `len` bytes: class `c` holds extents of
+/// `2^c .. 2^(c+1)` bytes (0 to 63).
 fn class_of(len: u64) -> usize {
     (63 - len.max(1).leading_zeros()) as usize
 }
@@ -20,19 +22,20 @@ fn class_of(len: u64) -> usize {
 #[derive(Debug, Clone)]
 pub(crate) struct FreeMap {
     /// Offset → length of every extent.
-    by_offset: BTreeMap<u64, u64>,
+    by_offset: OrderedMap,
     /// The same extents by size class, offset → length: the length at hand saves a
-    /// `by_offset` lookup in `peek`, and one map type for both halves means one copy of
-    /// the B-tree code in firmware.
-    by_class: [BTreeMap<u64, u64>; CLASSES],
+    /// `by_offset` lookup in `peek`. As long as the largest class used so far: a
+    /// `Vec` rather than an array of all 64 classes, which made the free map (and the
+    /// space and map around it) large to move and cost firmware code at every move.
+    by_class: Vec<OrderedMap>,
     total: u64,
 }
 
 impl Default for FreeMap {
     fn default() -> Self {
         FreeMap {
-            by_offset: BTreeMap::new(),
-            by_class: core::array::from_fn(|_| BTreeMap::new()),
+            by_offset: OrderedMap::new(),
+            by_class: Vec::new(),
             total: 0,
         }
     }
@@ -50,18 +53,24 @@ impl FreeMap {
 
     /// The extent that ends exactly at `end`, if any.
     pub(crate) fn extent_ending_at(&self, end: u64) -> Option<(u64, u64)> {
-        let (&off, &len) = self.by_offset.range(..end).next_back()?;
+        let (off, len) = self.by_offset.last_below(end)?;
         (off + len == end).then_some((off, len))
     }
 
     fn insert_raw(&mut self, off: u64, len: u64) {
         self.by_offset.insert(off, len);
-        self.by_class[class_of(len)].insert(off, len);
+        let class = class_of(len);
+        if self.by_class.len() <= class {
+            self.by_class.resize_with(class + 1, OrderedMap::new);
+        }
+        self.by_class[class].insert(off, len);
     }
 
     fn remove_raw(&mut self, off: u64, len: u64) {
-        self.by_offset.remove(&off);
-        self.by_class[class_of(len)].remove(&off);
+        self.by_offset.remove(off);
+        if let Some(set) = self.by_class.get_mut(class_of(len)) {
+            set.remove(off);
+        }
     }
 
     /// Returns `off .. off + len` to the map, merging with neighbours. The range must not
@@ -77,7 +86,7 @@ impl FreeMap {
             off = p_off;
             len += p_len;
         }
-        if let Some(&n_len) = self.by_offset.get(&(off + len)) {
+        if let Some(n_len) = self.by_offset.get(off + len) {
             self.remove_raw(off + len, n_len);
             len += n_len;
         }
@@ -86,19 +95,17 @@ impl FreeMap {
 
     /// Whether any byte of `off .. off + len` is free.
     pub(crate) fn overlaps(&self, off: u64, len: u64) -> bool {
-        let end = off + len;
-        if let Some((&p, &pl)) = self.by_offset.range(..=off).next_back()
-            && p + pl > off
-        {
-            return true;
-        }
-        self.by_offset.range(off..end).next().is_some()
+        // Extents are disjoint and sorted: the last one starting below the end reaches
+        // furthest of those, so it overlaps if any does.
+        self.by_offset
+            .last_below(off + len)
+            .is_some_and(|(p, pl)| p + pl > off)
     }
 
     /// Takes `len` bytes at the lowest address that fits, if any extent does.
     pub(crate) fn allocate(&mut self, len: u64) -> Option<u64> {
         let off = self.peek(len)?;
-        let ext_len = self.by_offset[&off];
+        let ext_len = self.by_offset.get(off)?;
         self.remove_raw(off, ext_len);
         self.total -= len;
         if ext_len > len {
@@ -111,15 +118,19 @@ impl FreeMap {
     pub(crate) fn peek(&self, len: u64) -> Option<u64> {
         let class = class_of(len);
         let mut best: Option<u64> = None;
+        let Some(exact) = self.by_class.get(class) else {
+            // No extent of this class or a larger one.
+            return None;
+        };
         // The exact class may hold extents too small; look at a few of the lowest.
-        for (&off, &ext_len) in self.by_class[class].iter().take(EXACT_CLASS_PROBES) {
+        for (off, ext_len) in exact.iter().take(EXACT_CLASS_PROBES) {
             if ext_len >= len {
                 best = Some(off);
                 break;
             }
         }
         for set in &self.by_class[class + 1..] {
-            if let Some((&off, _)) = set.first_key_value()
+            if let Some((off, _)) = set.first()
                 && best.is_none_or(|b| off < b)
             {
                 best = Some(off);
@@ -131,7 +142,7 @@ impl FreeMap {
     /// Takes exactly `off .. off + len`, which must lie inside one free extent.
     #[cfg(test)]
     pub(crate) fn take(&mut self, off: u64, len: u64) -> bool {
-        let Some((&e_off, &e_len)) = self.by_offset.range(..=off).next_back() else {
+        let Some((e_off, e_len)) = self.by_offset.last_below(off + 1) else {
             return false;
         };
         if e_off + e_len < off + len {
@@ -150,7 +161,7 @@ impl FreeMap {
 
     /// Drops every free byte at or above `end` (the data area was cut there).
     pub(crate) fn cut_at(&mut self, end: u64) {
-        while let Some((&off, &len)) = self.by_offset.iter().next_back() {
+        while let Some((off, len)) = self.by_offset.last() {
             if off + len <= end {
                 break;
             }
@@ -167,7 +178,7 @@ impl FreeMap {
     /// Free extents in address order.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
-        self.by_offset.iter().map(|(&o, &l)| (o, l))
+        self.by_offset.iter()
     }
 }
 

@@ -11,6 +11,7 @@ mod codec;
 pub mod format;
 mod free;
 mod ids;
+pub(crate) mod ordered;
 mod reader;
 pub(crate) mod space;
 mod store;

@@ -14,7 +14,6 @@
 //! chosen root reaches.
 #![allow(unsafe_code)]
 
-use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -25,6 +24,7 @@ use super::format::{
 };
 
 use super::free::FreeMap;
+use super::ordered::OrderedMap;
 use crate::{Error, Region, RegionError};
 
 /// When a commit becomes durable.
@@ -59,9 +59,8 @@ pub(crate) trait Walker {
 struct Txn {
     /// Entries this transaction allocated and still holds, offset → capacity: they may be
     /// changed in place, are sealed (checksummed) at commit, and return to free space on
-    /// abort. Ordered, so that commit seals them in address order without sorting, and
-    /// the same `BTreeMap<u64, u64>` as the free map's (one copy of the code in firmware).
-    own: BTreeMap<u64, u64>,
+    /// abort. Ordered, so that commit seals them in address order without sorting.
+    own: OrderedMap,
     /// Committed entries this transaction freed: (offset, capacity, digest term if the
     /// entry was written after the durable base).
     frees: Vec<(u64, u64, Option<u64>)>,
@@ -83,7 +82,7 @@ pub(crate) struct Space<R: Region> {
     base_digest: u64,
     free: FreeMap,
     /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
-    pending: VecDeque<(u64, u64, u64)>,
+    pending: Vec<(u64, u64, u64)>,
     /// The txid of the oldest snapshot that may still read the region, kept by the
     /// structure on top (`u64::MAX`: none). Freed space older than it is reusable.
     reader_floor: u64,
@@ -127,7 +126,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
             reader_floor: u64::MAX,
             used_end: DATA_START,
             txn: Txn {
@@ -140,7 +139,8 @@ impl<R: Region> Space<R> {
     /// Opens the structure of `kind` in `region`: picks the newest meta slot whose commit
     /// verifies, rebuilds the free map, and makes what it found durable.
     pub(crate) fn open(region: R, kind: StructureKind, walker: &dyn Walker) -> Result<Self, Error> {
-        let mut candidates = Vec::new();
+        // The valid slots' metas, by slot.
+        let mut candidates: [Option<Meta>; 2] = [None, None];
         let mut blank = 0;
         let mut first_problem = None;
         // A slot the chosen commit must not leave behind: torn, or a newer commit that
@@ -148,7 +148,7 @@ impl<R: Region> Space<R> {
         let mut rejected = None;
         for (slot, &slot_off) in META_SLOT_OFFSETS.iter().enumerate() {
             match read_slot(&region, slot)? {
-                Ok(meta) => candidates.push((slot, meta)),
+                Ok(meta) => candidates[slot] = Some(meta),
                 Err(MetaProblem::Blank) => blank += 1,
                 Err(MetaProblem::Version(found)) => {
                     first_problem.get_or_insert(Error::UnsupportedVersion { found });
@@ -169,22 +169,23 @@ impl<R: Region> Space<R> {
         if let Some(e @ Error::UnsupportedVersion { .. }) = first_problem {
             return Err(e);
         }
-        if candidates.is_empty() {
+        if candidates.iter().all(Option::is_none) {
             return Err(match first_problem {
                 Some(e) => e,
                 None if blank == 2 => Error::NotInitialized,
                 None => Error::corrupted(0, "no valid meta slot"),
             });
         }
-        // Newest first. There are at most two slots, so one swap orders them (a library
-        // sort would cost firmware kilobytes of code for it).
-        if let [a, b] = candidates.as_mut_slice()
-            && b.1.txid > a.1.txid
-        {
-            core::mem::swap(a, b);
-        }
+        // Newest first: slot 1 first when both are valid and it is newer.
+        let newer_first = match &candidates {
+            [Some(a), Some(b)] if b.txid > a.txid => [1, 0],
+            _ => [0, 1],
+        };
         let mut last_err = None;
-        for (slot, meta) in candidates {
+        for slot in newer_first {
+            let Some(meta) = candidates[slot] else {
+                continue;
+            };
             if meta.kind != kind {
                 last_err = Some(Error::WrongKind {
                     found: meta.kind as u32,
@@ -236,22 +237,16 @@ impl<R: Region> Space<R> {
         }
         let mut count = 0u64;
         let mut digest = 0u64;
-        let mut stack = Vec::new();
-        let mut children = Vec::new();
-        if meta.root != 0 {
-            stack.push(meta.root);
-        }
         // Each new entry is counted at most `new_count` times before we stop, so a cycle
-        // or shared subtree in a hostile image cannot keep this loop going.
-        while let Some(off) = stack.pop() {
+        // or shared subtree in a hostile image cannot keep this walk going.
+        walk(region, meta, walker, &mut |off, header| {
             // Older entries were durable before this commit: damage in one of them is
             // reported when it is read, and must not pass for a torn commit here (the
             // fallback commit may reach space reused since).
-            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, false)?;
             if header.txid <= meta.durable_base {
-                continue;
+                return Ok(false);
             }
-            let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, true)?;
+            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, true)?;
             if header.txid > meta.txid {
                 return Err(Error::corrupted(off, "entry written after its commit"));
             }
@@ -263,10 +258,8 @@ impl<R: Region> Space<R> {
                 ));
             }
             digest = digest.wrapping_add(digest_term(off, header.checksum));
-            children.clear();
-            walker.children(off, &header, payload, &mut children)?;
-            stack.extend_from_slice(&children);
-        }
+            Ok(true)
+        })?;
         if count != meta.new_count || digest != meta.new_digest {
             return Err(Error::corrupted(
                 slot_off,
@@ -311,7 +304,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: VecDeque::new(),
+            pending: Vec::new(),
             reader_floor: u64::MAX,
             used_end: meta.used_end,
             txn: Txn {
@@ -353,14 +346,14 @@ impl<R: Region> Space<R> {
     /// Reads the entry at `offset` and verifies its checksum (entries of the running
     /// transaction are not sealed yet and are returned unverified).
     pub(crate) fn entry_verified(&self, offset: u64) -> Result<(EntryHeader, &[u8]), Error> {
-        let verify = !self.txn.own.contains_key(&offset);
+        let verify = !self.txn.own.contains_key(offset);
         read_entry(&self.region, self.seed(), offset, self.used_end, verify)
     }
 
     /// Whether the entry at `offset` belongs to the running transaction (and may be
     /// changed in place).
     pub(crate) fn is_own(&self, offset: u64) -> bool {
-        self.txn.own.contains_key(&offset)
+        self.txn.own.contains_key(offset)
     }
 
     // ---- writing (the running transaction) ----
@@ -455,7 +448,7 @@ impl<R: Region> Space<R> {
     /// when it is no longer needed (after a later durable commit and once no snapshot is
     /// older than this transaction).
     pub(crate) fn free_entry(&mut self, offset: u64) -> Result<(), Error> {
-        if let Some(cap) = self.txn.own.remove(&offset) {
+        if let Some(cap) = self.txn.own.remove(offset) {
             self.free.release(offset, cap);
             return Ok(());
         }
@@ -481,8 +474,7 @@ impl<R: Region> Space<R> {
         let mut digest = self.base_digest;
         // Seal: each entry the transaction wrote gets its checksum now, once.
         // In address order (`own` is ordered), so the writes run through the region once.
-        let sealed: Vec<u64> = self.txn.own.keys().copied().collect();
-        for off in sealed {
+        for (off, _) in self.txn.own.iter() {
             let (header, _) = self.entry(off)?;
             let end = off + HEADER_LEN as u64 + u64::from(header.len);
             let bytes = self.region.view(off, (end - off) as usize)?;
@@ -516,7 +508,7 @@ impl<R: Region> Space<R> {
         self.base_count = count;
         self.base_digest = digest;
         for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
-            self.pending.push_back((txid, off, cap));
+            self.pending.push((txid, off, cap));
         }
         self.txn = Txn {
             start_used_end: self.used_end,
@@ -551,7 +543,7 @@ impl<R: Region> Space<R> {
     /// Undoes the running transaction: its entries return to free space and the entries
     /// it freed stay.
     pub(crate) fn abort(&mut self) {
-        for (off, cap) in core::mem::take(&mut self.txn.own) {
+        for (off, cap) in core::mem::take(&mut self.txn.own).iter() {
             self.free.release(off, cap);
         }
         self.free.cut_at(self.txn.start_used_end);
@@ -566,15 +558,13 @@ impl<R: Region> Space<R> {
     /// reach it.
     fn reclaim(&mut self) {
         let floor = self.durable_txid.min(self.reader_floor);
-        while let Some(&(freed_by, off, cap)) = self.pending.front() {
-            // A reader at txid `t` sees the state of commit `t`; an entry freed by commit
-            // `f` is needed by states before `f`.
-            if freed_by > floor {
-                break;
-            }
-            self.pending.pop_front();
+        // In freeing order. A reader at txid `t` sees the state of commit `t`; an entry
+        // freed by commit `f` is needed by states before `f`.
+        let done = self.pending.partition_point(|p| p.0 <= floor);
+        for &(_, off, cap) in &self.pending[..done] {
             self.free.release(off, cap);
         }
+        self.pending.drain(..done);
     }
 
     /// Tells the space the txid of the oldest snapshot still open (`u64::MAX`: none) and
@@ -631,6 +621,17 @@ impl<R: Region> Space<R> {
     /// Gives the region back.
     pub(crate) fn into_region(self) -> R {
         self.region
+    }
+
+    /// Bytes of the data area held by entries the last commit reaches: everything below
+    /// `used_end` that is neither free nor pending. Exact between transactions (the
+    /// free map is rebuilt from the reachable entries on open, and every later
+    /// allocation and free goes through this type), so it costs no walk.
+    pub(crate) fn reachable_bytes(&self) -> u64 {
+        let (free, pending) = self.free_bytes();
+        self.used_end
+            .saturating_sub(DATA_START)
+            .saturating_sub(free + pending)
     }
 
     /// Free bytes below `used_end` and bytes waiting to become free.
@@ -719,6 +720,29 @@ fn payload_error<R: Region>(region: &R, offset: u64, used_end: u64, kind: EntryK
     }
 }
 
+/// Walks the entries `meta.root` reaches, depth first, reading each (checksum not
+/// verified): `visit` gets its offset and header and says whether to follow its edges.
+/// One walk for the commit check and the free-map rebuild of `open`.
+fn walk<R: Region>(
+    region: &R,
+    meta: &Meta,
+    walker: &dyn Walker,
+    visit: &mut dyn FnMut(u64, &EntryHeader) -> Result<bool, Error>,
+) -> Result<(), Error> {
+    let mut stack = Vec::new();
+    if meta.root != 0 {
+        stack.push(meta.root);
+    }
+    while let Some(off) = stack.pop() {
+        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+        if visit(off, &header)? {
+            // The edges go straight onto the stack, popped last first as before.
+            walker.children(off, &header, payload, &mut stack)?;
+        }
+    }
+    Ok(())
+}
+
 /// Walks everything `meta.root` reaches and returns the free extents of the data area.
 /// Entries that overlap (a shared or cyclic structure in a damaged image) are an error,
 /// which also bounds the walk.
@@ -729,13 +753,7 @@ fn rebuild_free_map<R: Region>(
 ) -> Result<FreeMap, Error> {
     let units = ((meta.used_end - DATA_START) / 8) as usize;
     let mut used = vec![0u64; units.div_ceil(64)];
-    let mut stack = Vec::new();
-    let mut children = Vec::new();
-    if meta.root != 0 {
-        stack.push(meta.root);
-    }
-    while let Some(off) = stack.pop() {
-        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+    walk(region, meta, walker, &mut |off, header| {
         let first = ((off - DATA_START) / 8) as usize;
         let last = first + (u64::from(header.capacity) / 8) as usize;
         for unit in first..last {
@@ -748,10 +766,8 @@ fn rebuild_free_map<R: Region>(
             }
             used[word] |= 1 << bit;
         }
-        children.clear();
-        walker.children(off, &header, payload, &mut children)?;
-        stack.extend_from_slice(&children);
-    }
+        Ok(true)
+    })?;
     let mut free = FreeMap::new();
     let mut run_start = None;
     for unit in 0..=units {

@@ -3,11 +3,10 @@
 
 use alloc::vec::Vec;
 
-use alloc::collections::BTreeMap;
-
 use super::node::{Branch, Collision, MAX_DEPTH, PairRef, ValueRef, chunk};
 use crate::Error;
 use crate::buffer::format::{EntryKind, Meta};
+use crate::buffer::ordered::OrderedMap;
 use crate::buffer::space::read_entry;
 use crate::region::Region;
 
@@ -56,10 +55,8 @@ struct Checker<'a, R: Region> {
     region: &'a R,
     meta: Meta,
     hash: &'a dyn Fn(&[u8]) -> [u64; 2],
-    /// Entries walked so far, offset → the kind they were reached as. A
-    /// `BTreeMap<u64, u64>`, the type the free map already uses, so firmware carries one
-    /// copy of the B-tree code.
-    seen: BTreeMap<u64, u64>,
+    /// Entries walked so far, offset → the kind they were reached as.
+    seen: OrderedMap,
     report: CheckReport,
 }
 
@@ -268,7 +265,7 @@ pub(crate) fn check<R: Region>(
         region,
         meta,
         hash,
-        seen: BTreeMap::new(),
+        seen: OrderedMap::new(),
         report: CheckReport::default(),
     };
     let keys = if meta.root == 0 {

@@ -238,9 +238,6 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     hasher: H,
     seed: u64,
     inline_max: u32,
-    /// Bytes of the entries reachable at a txid, remembered by compaction steps: a step
-    /// only moves entries, so the next step need not check the whole map again.
-    live_entries: spin::Mutex<Option<(u64, u64)>>,
     /// Room given to value entries, in 1/65536 of their length (see
     /// [`Map::set_extension_factor`]); a runtime setting, not stored in the region.
     extension: AtomicU32,
@@ -319,7 +316,6 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             }),
             hasher,
             extension: AtomicU32::new(EXTENSION_ONE),
-            live_entries: spin::Mutex::new(None),
         }
     }
 
@@ -361,12 +357,25 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     /// Number of keys at the last commit, in O(1).
     pub fn len(&self) -> u64 {
-        self.snapshots.lock().published.count
+        self.lock_snapshots().published.count
     }
 
     /// Whether the map held no keys at the last commit.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The snapshot table, locked; see [`lock_writer`](Self::lock_writer).
+    #[cfg_attr(target_arch = "arm", inline(never))]
+    fn lock_snapshots(&self) -> spin::MutexGuard<'_, Snapshots> {
+        self.snapshots.lock()
+    }
+
+    /// The writer's space, locked (waiting while a write transaction is open). Out of
+    /// line on Arm: each inlined spin loop costs firmware about 50 bytes of `.text`.
+    #[cfg_attr(target_arch = "arm", inline(never))]
+    fn lock_writer(&self) -> spin::MutexGuard<'_, Space<Arc<R>>> {
+        self.writer.lock()
     }
 
     #[inline]
@@ -377,7 +386,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// A snapshot of the last commit. It never waits for a writer, and the space it can
     /// reach is not reused until it is dropped.
     pub fn begin_read(&self) -> ReadTxn<'_, R, H> {
-        let mut snapshots = self.snapshots.lock();
+        let mut snapshots = self.lock_snapshots();
         let meta = snapshots.published;
         match snapshots.readers.iter_mut().find(|r| r.0 == meta.txid) {
             Some(r) => r.1 += 1,
@@ -396,7 +405,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     /// Starts the write transaction, waiting while another is open.
     pub fn begin_write(&self) -> WriteTxn<'_, R, H> {
-        self.start_write(self.writer.lock())
+        self.start_write(self.lock_writer())
     }
 
     /// Starts the write transaction, or `None` if another is open.
@@ -457,7 +466,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     /// Makes the last commit durable (after [`Durability::Eventual`] commits).
     pub fn sync(&self) -> Result<(), Error> {
-        self.writer.lock().sync()
+        self.lock_writer().sync()
     }
 
     /// Every pair of the last commit, in storage order (a hash trie has no key order).
@@ -524,7 +533,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// be smaller while snapshots are open.
     pub fn compact(&self) -> Result<MapCompactReport, Error> {
         let mut report = MapCompactReport {
-            used_end_before: self.writer.lock().used_end(),
+            used_end_before: self.lock_writer().used_end(),
             ..MapCompactReport::default()
         };
         // Each step moves entries strictly down, so the steps end; the bound is a guard
@@ -555,9 +564,9 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         txn.learn_reader_floor();
         txn.space.shrink_to_fit();
         txn.commit()?;
-        let mut space = self.writer.lock();
+        let mut space = self.lock_writer();
         space.release_tail()?;
-        self.snapshots.lock().usage = usage_of(&space);
+        self.lock_snapshots().usage = usage_of(&space);
         Ok(space.used_end())
     }
 
@@ -565,7 +574,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// waiting for a writer: the used end, the free bytes below it, and the bytes freed
     /// by commits that are not reusable yet.
     pub fn space_usage(&self) -> SpaceUsage {
-        self.snapshots.lock().usage
+        self.lock_snapshots().usage
     }
 
     /// One compaction step: copies up to about `budget` bytes of nodes and values that
@@ -573,19 +582,13 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// commits durably. Returns the bytes taken (0: nothing left to move).
     pub fn compact_step(&self, budget: u64) -> Result<u64, Error> {
         let mut txn = self.begin_write();
-        // Moving entries keeps the reachable bytes or lowers them (a moved value loses its
-        // slack), so the figure a previous step left for this very commit is still an upper
-        // bound, and a high limit only moves less. Anything else: check the map again.
-        let txid = txn.space.committed().txid;
-        let cached = *self.live_entries.lock();
-        let live = match cached {
-            Some((at, bytes)) if at == txid => bytes,
-            _ => self.live_entry_bytes()?,
-        };
         // Space freed while snapshots were open becomes free once they are gone; learn
         // the current floor, or nothing may look free below the tail and nothing moves.
         txn.learn_reader_floor();
-        let limit = DATA_START + live;
+        // Where a tightly packed region would end: every byte below the used end is
+        // reachable from the last commit, free, or pending, so the
+        // space's own accounting gives the reachable bytes without walking the trie.
+        let limit = DATA_START + txn.space.reachable_bytes();
         let mut left = budget.max(1);
         let mut trie = TxnTrie {
             store: &mut *txn.space,
@@ -615,27 +618,12 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             return Ok(0);
         }
         txn.commit()?;
-        *self.live_entries.lock() = Some((txid + 1, live));
         Ok(taken)
     }
 
     /// Whether any snapshot is open.
     fn snapshots_open(&self) -> bool {
-        !self.snapshots.lock().readers.is_empty()
-    }
-
-    /// Bytes of every entry the last commit reaches (headers included).
-    fn live_entry_bytes(&self) -> Result<u64, Error> {
-        let snapshot = self.begin_read();
-        let hash = |k: &[u8]| self.hash(k);
-        let report = check::check(self.region.as_ref(), snapshot.meta, &hash);
-        match report.problems.first() {
-            Some(p) => Err(Error::Corrupted {
-                offset: p.offset,
-                what: p.what,
-            }),
-            None => Ok(report.entry_bytes),
-        }
+        !self.lock_snapshots().readers.is_empty()
     }
 
     /// Walks every node and value entry of the last commit and reports every problem
@@ -644,11 +632,11 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     pub fn check(&self) -> CheckReport {
         let snapshot = self.begin_read();
         let hash = |k: &[u8]| self.hash(k);
-        check::check(self.region.as_ref(), snapshot.meta, &hash)
+        check::check(&self.region, snapshot.meta, &hash)
     }
 
     fn release_snapshot(&self, txid: u64) {
-        let mut snapshots = self.snapshots.lock();
+        let mut snapshots = self.lock_snapshots();
         if let Some(at) = snapshots.readers.iter().position(|r| r.0 == txid) {
             snapshots.readers[at].1 -= 1;
             if snapshots.readers[at].1 == 0 {
@@ -692,7 +680,7 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
     map: &'m Map<R, H>,
     meta: Meta,
-    store: SnapshotStore<'m, R>,
+    store: SnapshotStore<'m, Arc<R>>,
 }
 
 impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
@@ -713,7 +701,7 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     /// open for as long as it uses the bytes (see [`Value`]).
     fn get_for_map(&self, key: &[u8]) -> Result<Option<&'m [u8]>, Error> {
         match self.get(key)? {
-            Some(v) => Ok(Some(rebase(self.map.region.as_ref(), v)?)),
+            Some(v) => Ok(Some(rebase(&self.map.region, v)?)),
             None => Ok(None),
         }
     }
@@ -841,7 +829,17 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
 
     /// Whether `key` is present as this transaction sees it.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool, Error> {
-        Ok(self.get(key)?.is_some())
+        let hash = self.map.hash(key);
+        // The committed nodes below the arena, read with exactly the space's checks
+        // (`read_entry` up to its used end) through the snapshot store type, whose trie
+        // code `Map::get` already has: firmware carries one copy of it. (`get` cannot
+        // do the same: its bytes must borrow the space, not a local store.)
+        let store = SnapshotStore {
+            region: &self.map.region,
+            seed: self.space.seed(),
+            used_end: self.space.used_end(),
+        };
+        Ok(write::get(&store, &self.arena, self.root, hash, key)?.is_some())
     }
 
     /// Keys as this transaction sees them.
@@ -955,7 +953,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     /// Tells the space the oldest snapshot still open, so that what only older
     /// snapshots needed becomes free and nothing a live one reads does.
     fn learn_reader_floor(&mut self) {
-        let floor = self.map.snapshots.lock().floor();
+        let floor = self.map.lock_snapshots().floor();
         self.space.set_reader_floor(floor);
     }
 
@@ -1029,7 +1027,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
 
     /// Removes `key`; returns whether it was there. An absent key changes nothing.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
-        if self.get(key)?.is_none() {
+        if !self.contains_key(key)? {
             return Ok(false);
         }
         let hash = self.map.hash(key);
@@ -1101,7 +1099,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let meta = *self.space.committed();
         // Publish, then read the floor: a reader registering from now on sees `meta`.
         let floor = {
-            let mut snapshots = map.snapshots.lock();
+            let mut snapshots = map.lock_snapshots();
             snapshots.published = meta;
             snapshots.floor()
         };
@@ -1109,7 +1107,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             self.space.sync()?;
         }
         self.space.set_reader_floor(floor);
-        map.snapshots.lock().usage = usage_of(&self.space);
+        map.lock_snapshots().usage = usage_of(&self.space);
         Ok(())
     }
 

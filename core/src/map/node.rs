@@ -113,6 +113,14 @@ pub(crate) enum SlotRef<'a> {
     Child(u64),
 }
 
+/// Bits set in `x`: a branch's rank arithmetic. Out of line on Arm: Cortex-M has no
+/// population-count instruction, and each inlined copy of the bit-twiddling costs
+/// firmware about 40 bytes; elsewhere it stays inlined.
+#[cfg_attr(target_arch = "arm", inline(never))]
+fn ones(x: u64) -> usize {
+    x.count_ones() as usize
+}
+
 impl<'a> Branch<'a> {
     pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
         let datamap = rd_u64(payload, 0).ok_or(Error::corrupted(at, "branch too short"))?;
@@ -120,8 +128,7 @@ impl<'a> Branch<'a> {
         if datamap & nodemap != 0 {
             return Err(Error::corrupted(at, "branch slot is both pair and child"));
         }
-        let fixed =
-            BRANCH_FIXED + 8 * nodemap.count_ones() as usize + 4 * datamap.count_ones() as usize;
+        let fixed = BRANCH_FIXED + 8 * ones(nodemap) + 4 * ones(datamap);
         if payload.len() < fixed {
             return Err(Error::corrupted(at, "branch tables run past its end"));
         }
@@ -138,7 +145,7 @@ impl<'a> Branch<'a> {
     }
 
     fn offsets_start(&self) -> usize {
-        BRANCH_FIXED + 8 * self.nodemap.count_ones() as usize
+        BRANCH_FIXED + 8 * ones(self.nodemap)
     }
 
     /// The child node at rank `rank` among the children.
@@ -155,11 +162,11 @@ impl<'a> Branch<'a> {
     }
 
     pub(crate) fn pair_count(&self) -> usize {
-        self.datamap.count_ones() as usize
+        ones(self.datamap)
     }
 
     pub(crate) fn child_count(&self) -> usize {
-        self.nodemap.count_ones() as usize
+        ones(self.nodemap)
     }
 }
 
@@ -187,10 +194,10 @@ pub(crate) fn locate_slot(payload: &[u8], at: u64, idx: usize) -> Result<SlotAt,
     let bit = 1u64 << idx;
     let below = bit - 1;
     Ok(if nodemap & bit != 0 {
-        SlotAt::Child(BRANCH_FIXED + 8 * (nodemap & below).count_ones() as usize)
+        SlotAt::Child(BRANCH_FIXED + 8 * ones(nodemap & below))
     } else if datamap & bit != 0 {
-        let table = BRANCH_FIXED + 8 * nodemap.count_ones() as usize;
-        SlotAt::Pair(table + 4 * (datamap & below).count_ones() as usize)
+        let table = BRANCH_FIXED + 8 * ones(nodemap);
+        SlotAt::Pair(table + 4 * ones(datamap & below))
     } else {
         SlotAt::Empty
     })
@@ -363,11 +370,11 @@ impl NodeBuf {
     }
 
     fn pair_rank(&self, idx: usize) -> usize {
-        (self.datamap & ((1u64 << idx) - 1)).count_ones() as usize
+        ones(self.datamap & ((1u64 << idx) - 1))
     }
 
     fn child_rank(&self, idx: usize) -> usize {
-        (self.nodemap & ((1u64 << idx) - 1)).count_ones() as usize
+        ones(self.nodemap & ((1u64 << idx) - 1))
     }
 
     /// Puts `pair` at empty slot `idx`.

@@ -246,44 +246,55 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         let (header, _) = self.store.entry(id)?;
         let cap = u64::from(header.capacity);
-        let (children, values) = match trie::read_node(&*self.store, id, depth)? {
-            NodeRef::Branch(b) => {
-                let children = (0..b.child_count())
-                    .map(|i| b.child(i))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let values = (0..b.pair_count())
-                    .map(|i| b.pair(i).map(|p| p.value))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (children, entry_values(&values))
-            }
-            NodeRef::Collision(c) => {
-                let values = (0..c.len())
-                    .map(|i| c.pair(i).map(|p| p.value))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (Vec::new(), entry_values(&values))
+        // The children's offsets, and the ranks and offsets of the values in entries.
+        let mut children = Vec::new();
+        let mut values = Vec::new();
+        let mut value = |rank: usize, v: ValueRef<'_>| {
+            if let ValueRef::Entry { offset, .. } = v {
+                values.push((rank, offset));
             }
         };
-        let mut new_children = Vec::with_capacity(children.len());
-        for &child in &children {
-            new_children.push(self.relocate(child, depth + 1, limit, budget)?);
+        match trie::read_node(&*self.store, id, depth)? {
+            NodeRef::Branch(b) => {
+                for i in 0..b.child_count() {
+                    children.push(b.child(i)?);
+                }
+                for i in 0..b.pair_count() {
+                    value(i, b.pair(i)?.value);
+                }
+            }
+            NodeRef::Collision(c) => {
+                for i in 0..c.len() {
+                    value(i, c.pair(i)?.value);
+                }
+            }
+        }
+        let mut moved = false;
+        for child in &mut children {
+            let new = self.relocate(*child, depth + 1, limit, budget)?;
+            moved |= new != *child;
+            *child = new;
         }
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
-        let mut high_values = Vec::new();
-        for &(rank, offset) in &values {
+        // Keep only the values that move.
+        let mut high = 0;
+        for i in 0..values.len() {
+            let offset = values[i].1;
             let (vh, _) = self.store.entry(offset)?;
             if moves_down(self.store, offset, u64::from(vh.capacity)) {
-                high_values.push(rank);
+                values[high] = values[i];
+                high += 1;
             }
         }
-        let node_high = moves_down(self.store, id, cap);
-        if new_children == children && high_values.is_empty() && !node_high {
+        values.truncate(high);
+        if !moved && values.is_empty() && !moves_down(self.store, id, cap) {
             return Ok(id);
         }
         *budget = budget.saturating_sub(cap);
         let id = self.own(id, depth)?;
-        self.arena.get_mut(id).children = new_children;
-        for rank in high_values {
+        self.arena.get_mut(id).children = children;
+        for (rank, _) in values {
             let ValueBuf::Entry { offset, len } = self.arena.get(id).pairs[rank].value else {
                 continue;
             };
@@ -409,18 +420,6 @@ pub(crate) fn own_value_mut<'a>(
     }
     let pair = node.pair_mut(idx);
     (pair.key == key).then_some(&mut pair.value)
-}
-
-/// The ranks and offsets of the pairs whose values live in value entries.
-fn entry_values(values: &[ValueRef<'_>]) -> Vec<(usize, u64)> {
-    values
-        .iter()
-        .enumerate()
-        .filter_map(|(rank, v)| match v {
-            ValueRef::Entry { offset, .. } => Some((rank, *offset)),
-            ValueRef::Inline(_) => None,
-        })
-        .collect()
 }
 
 fn inline_or_entry<'a, S: NodeStore>(store: &'a S, value: &'a ValueBuf) -> Result<&'a [u8], Error> {

@@ -9,6 +9,7 @@
 #![no_main]
 
 mod demo;
+mod mem;
 
 use core::mem::MaybeUninit;
 
