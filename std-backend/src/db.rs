@@ -59,9 +59,10 @@ pub struct Options {
     /// one from the operating system, so that nobody can choose keys that all share one
     /// path.
     pub seed: Option<u64>,
-    /// Most bytes of keys and values a write transaction that began on an empty
-    /// database holds in memory, to build the trie bottom-up at commit (see
-    /// [`DbWriteTxn`]). Default 1 GiB; `0` puts every pair into the trie as it comes.
+    /// Most memory a write transaction that began on an empty database uses to hold its
+    /// puts and build the trie bottom-up at commit (see [`DbWriteTxn`]): the keys and
+    /// values plus about 160 bytes a put. Default 1 GiB; `0` puts every pair into the
+    /// trie as it comes.
     pub pending_max_bytes: usize,
 }
 
@@ -639,7 +640,7 @@ fn random_seed() -> Result<u64, DbError> {
 /// publishes them with the database's default durability; dropping aborts.
 ///
 /// A transaction that begins on an empty database holds its puts in memory (up to
-/// [`Options::pending_max_bytes`] of keys and values) and builds the trie bottom-up at commit,
+/// [`Options::pending_max_bytes`]) and builds the trie bottom-up at commit,
 /// several times faster than putting each pair into the trie: a first import is one such
 /// transaction. Its reads, deletes and counts are answered from memory; past that size
 /// it puts what it holds into the trie and goes on as any other transaction.

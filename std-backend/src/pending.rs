@@ -23,6 +23,10 @@ struct Put {
     live: bool,
 }
 
+/// Memory a put costs besides its bytes: its place in the log (24), its index slot
+/// with the table's slack (~32), and the two 48-byte items of the commit's radix build.
+const BYTES_PER_PUT: usize = 160;
+
 /// An entry of the index: a put and its key's hash, so that growing the index reads
 /// no put.
 #[derive(Clone, Copy)]
@@ -61,10 +65,17 @@ impl PendingPuts {
         &log[start..start + p.value_len as usize]
     }
 
-    /// Whether a put of `len` more bytes stays within `max_bytes` of log and the index's
-    /// 32-bit positions.
+    /// Whether a put of `len` more bytes of key and value keeps the memory this holds,
+    /// and the trie builder will need at commit, within `max_bytes`, and the index
+    /// within its 32-bit positions.
     pub(crate) fn has_room(&self, len: usize, max_bytes: usize) -> bool {
-        self.puts.len() < u32::MAX as usize && self.log.len().saturating_add(len) <= max_bytes
+        let puts = self.puts.len().saturating_add(1);
+        let held = self
+            .log
+            .len()
+            .saturating_add(len)
+            .saturating_add(puts.saturating_mul(BYTES_PER_PUT));
+        puts <= u32::MAX as usize && held <= max_bytes
     }
 
     /// Sets `key` to `value` (lengths already checked against the format's limits, and
@@ -211,5 +222,15 @@ mod tests {
             .map(|k| (k.clone(), model[k].clone()))
             .collect();
         assert_eq!(listed, expected);
+    }
+
+    #[test]
+    fn room_counts_the_bytes_and_each_put() {
+        let mut pending = PendingPuts::new();
+        assert!(pending.has_room(40, 40 + BYTES_PER_PUT));
+        assert!(!pending.has_room(41, 40 + BYTES_PER_PUT));
+        pending.put(&[1; 10], &[2; 30]);
+        assert!(pending.has_room(0, 40 + 2 * BYTES_PER_PUT));
+        assert!(!pending.has_room(1, 40 + 2 * BYTES_PER_PUT));
     }
 }

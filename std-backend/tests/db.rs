@@ -1059,7 +1059,7 @@ fn a_first_transaction_held_in_memory_reads_and_commits_like_any_other() {
 
 #[test]
 fn a_first_transaction_past_its_memory_limit_goes_on_in_the_trie() {
-    // 20 KB of pairs: the transaction moves to the trie after a few hundred puts.
+    // 20 KB: the transaction moves to the trie after about a hundred puts.
     first_transaction_matches_a_model(20_000, 2);
 }
 
