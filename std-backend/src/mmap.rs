@@ -54,6 +54,7 @@ use core::ptr;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hamtdb_core::RegionError;
@@ -88,9 +89,9 @@ fn io_error(op: RegionOp, err: &io::Error) -> RegionError {
     }
 }
 
-/// Locks a mutex that guards no data of its own, ignoring poisoning: every step done
-/// under it leaves the length invariant intact, so a panic in one holder harms no other.
-fn lock(mutex: &Mutex<()>) -> MutexGuard<'_, ()> {
+/// Locks a mutex, ignoring poisoning: every step done under these leaves their
+/// invariants intact, so a panic in one holder harms no other.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -115,7 +116,25 @@ pub(crate) struct MappedFile {
     /// Serializes the `fdatasync` calls that make a length change durable, so that
     /// concurrent `sync_range` calls share one.
     sync_lock: Mutex<()>,
+    /// One past the last byte written through this value (or the file's length at open):
+    /// bytes at or past it have not been written since they were allocated, so they read
+    /// as zero and no snapshot reaches them. Raised only under `zeroed`.
+    touched: AtomicU64,
+    /// The end of the space above `touched` that [`zero_ahead`](Self::zero_ahead) has
+    /// already written with zeros. Its lock orders raising `touched` against pre-zeroing.
+    zeroed: Mutex<u64>,
 }
+
+/// How far past the last written byte [`MappedFile::zero_ahead`] keeps the file written
+/// with zeros, and (half of it) how close the writes may come before it writes more.
+///
+/// Growth allocates blocks with `fallocate`, which on ext4 and XFS leaves them
+/// *unwritten*: the first sync of a write into such a block must also convert the extent
+/// and write that metadata. For small commits that are two extra synchronous metadata
+/// writes per commit (traced on ext4: a durable single put took ~370 µs when it touched
+/// a new block, ~200 µs when not). Zeros written ahead and synced together with one
+/// commit convert a whole megabyte at once.
+const ZERO_AHEAD: u64 = 1 << 20;
 
 /// How often a refused lock is tried again, and the pause between tries (about 50 ms in
 /// all: far longer than a fork-to-exec window, short enough for a real conflict).
@@ -162,6 +181,8 @@ impl MappedFile {
             len_changes: AtomicU64::new(0),
             len_synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
+            touched: AtomicU64::new(len),
+            zeroed: Mutex::new(len),
         })
     }
 
@@ -217,6 +238,13 @@ impl MappedFile {
             return Err(RegionError::ReadOnly);
         }
         let range = checked_range(offset, data.len() as u64, self.len())?;
+        let end = range.end as u64;
+        if end > self.touched.load(Ordering::Acquire) {
+            // Under the lock, so that a concurrent `zero_ahead` either sees the new end
+            // and starts past it, or finishes its zeros before these bytes are written.
+            let _zeroed = lock(&self.zeroed);
+            self.touched.fetch_max(end, Ordering::AcqRel);
+        }
         // SAFETY: `ptr::copy_nonoverlapping` needs the source valid for reads and the
         // destination valid for writes of `data.len()` bytes, and the two not to overlap.
         // (1) The source is a live slice of that length.
@@ -288,6 +316,12 @@ impl MappedFile {
         // released pages at any instant.
         self.len_changes.fetch_add(1, Ordering::Release);
         self.len.store(new_len, Ordering::Release);
+        {
+            // Bytes at or past `new_len` are released; grown again, they read as zero.
+            let mut zeroed = lock(&self.zeroed);
+            *zeroed = (*zeroed).min(new_len);
+            self.touched.fetch_min(new_len, Ordering::AcqRel);
+        }
         if let Err(err) = ftruncate(&self.file, new_len) {
             // The file kept its length (or, at worst, shrank part way): restore the
             // length the file still covers.
@@ -314,16 +348,19 @@ impl MappedFile {
 
     /// A durability barrier for `offset .. offset + len` and for the region's length.
     ///
-    /// If the length changed since the last `fdatasync`, this is one `fdatasync`: it
-    /// writes every dirty page of the file, the range included, and the size, which
-    /// `msync` on a range does not promise to. Otherwise it is one `msync(MS_SYNC)` of the
-    /// pages covering the range.
+    /// If the length changed since the last `fdatasync`, or [`zero_ahead`](Self::zero_ahead)
+    /// just wrote zeros, this is one `fdatasync`: it writes every dirty page of the file,
+    /// the range included, and the size, which `msync` on a range does not promise to.
+    /// Otherwise it is one `msync(MS_SYNC)` of the pages covering the range.
     pub(crate) fn sync_range(&self, offset: u64, len: u64) -> Result<(), RegionError> {
         // Read the length first: a grow bumps `len_changes` before publishing its length,
         // so if this range is inside a new length, the bump is visible below.
         let range = checked_range(offset, len, self.len())?;
         if !self.writable {
             return Ok(());
+        }
+        if self.zero_ahead() {
+            return self.datasync();
         }
         let changes = self.len_changes.load(Ordering::Acquire);
         if self.len_synced.load(Ordering::Acquire) < changes {
@@ -338,6 +375,43 @@ impl MappedFile {
         self.map
             .flush_range(range.start, range.len())
             .map_err(|err| io_error(RegionOp::Sync, &err))
+    }
+
+    /// Writes zeros over the space just past the last written byte, when the writes have
+    /// come within half of [`ZERO_AHEAD`] of the zeros written before (or past them), so
+    /// that the next sync turns it into written extents in one go; returns whether it
+    /// wrote any. The zeros end at `ZERO_AHEAD` past the last written byte, or at the
+    /// length.
+    ///
+    /// The bytes it writes lie at or past `touched`: nothing has written them since they
+    /// were allocated, so they read as zero already and no snapshot reaches them; their
+    /// contents do not change. A write that would reach them raises `touched` under the
+    /// `zeroed` lock first, so it waits for these zeros and lands after them. The resize
+    /// lock is held so that the file cannot shrink meanwhile (a write past the end of the
+    /// file would lengthen it).
+    fn zero_ahead(&self) -> bool {
+        let _resize = lock(&self.resize);
+        let mut zeroed = lock(&self.zeroed);
+        let touched = self.touched.load(Ordering::Acquire);
+        if touched.saturating_add(ZERO_AHEAD / 2) <= *zeroed {
+            return false;
+        }
+        let Some(start) = round_up_to_page(touched) else {
+            return false;
+        };
+        let start = start.max(*zeroed);
+        let end = start
+            .saturating_add(ZERO_AHEAD)
+            .min(self.len())
+            .min(touched.saturating_add(ZERO_AHEAD));
+        if start >= end {
+            return false;
+        }
+        // Only a speed-up: if it fails (a full copy-on-write filesystem), the zeros that
+        // did land change nothing, and the range is not tried again.
+        let written = write_zeros(&self.file, start, end).is_ok();
+        *zeroed = end;
+        written
     }
 
     /// `fdatasync`: every byte written so far, and the length, become durable.
@@ -357,6 +431,20 @@ impl MappedFile {
         self.len_synced.fetch_max(changes, Ordering::AcqRel);
         Ok(())
     }
+}
+
+/// Writes zeros from `start` to `end` with `pwrite`, inside the file's current length.
+pub(crate) fn write_zeros(file: &File, start: u64, end: u64) -> io::Result<()> {
+    const CHUNK: u64 = 64 << 10;
+    static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+    let mut at = start;
+    while at < end {
+        let n = (end - at).min(CHUNK);
+        // `n <= CHUNK`, which fits a usize.
+        file.write_all_at(&ZEROS[..n as usize], at)?;
+        at += n;
+    }
+    Ok(())
 }
 
 #[cfg(not(target_vendor = "apple"))]
@@ -443,6 +531,56 @@ mod tests {
         assert!(grown.is_err());
         assert_eq!(map.len(), 0);
         assert_eq!(map.file.metadata().unwrap().len(), 0, "file cut back");
+    }
+
+    #[test]
+    fn zeros_ahead_keep_written_bytes_the_length_and_zero_space() {
+        let file = tempfile::tempfile().unwrap();
+        let map = MappedFile::open(file, 1 << 30, true).unwrap();
+        let len = 4 * ZERO_AHEAD;
+        map.extend(|file, _| {
+            file.set_len(len).unwrap();
+            Ok(len)
+        })
+        .unwrap();
+        let at = ZERO_AHEAD + 100;
+        // SAFETY: no views alive, single thread.
+        unsafe { map.write(at, &[7; 5000]).unwrap() };
+        map.sync_range(0, at + 5000).unwrap();
+        assert_eq!(
+            *lock(&map.zeroed),
+            at + 5000 + ZERO_AHEAD,
+            "zeros one step ahead"
+        );
+        // Within half a step of the zeros: nothing more is written.
+        // SAFETY: as above.
+        unsafe { map.write(at + 5000, &[8; 100]).unwrap() };
+        assert!(!map.zero_ahead());
+        // A write past the zeros, then a sync: the zeros start after it.
+        let far = 3 * ZERO_AHEAD;
+        // SAFETY: as above.
+        unsafe { map.write(far, &[9; 10]).unwrap() };
+        map.sync_range(0, far + 10).unwrap();
+        assert_eq!(*lock(&map.zeroed), len, "clamped to the length");
+        assert_eq!(map.len(), len);
+        assert_eq!(map.file.metadata().unwrap().len(), len);
+        assert!(map.view(at, 5000).unwrap().iter().all(|&b| b == 7));
+        assert!(map.view(at + 5000, 100).unwrap().iter().all(|&b| b == 8));
+        assert!(map.view(far, 10).unwrap().iter().all(|&b| b == 9));
+        let rest = map.view(far + 10, (len - far - 10) as usize).unwrap();
+        assert!(rest.iter().all(|&b| b == 0));
+        // Shrinking pulls the marks back; space grown again reads as zero.
+        // SAFETY: no views alive, single thread.
+        unsafe { map.shrink(ZERO_AHEAD).unwrap() };
+        assert_eq!(*lock(&map.zeroed), ZERO_AHEAD);
+        assert_eq!(map.touched.load(Ordering::Acquire), ZERO_AHEAD);
+        map.extend(|file, _| {
+            file.set_len(len).unwrap();
+            Ok(len)
+        })
+        .unwrap();
+        map.sync_range(0, 1).unwrap();
+        assert!(map.view(ZERO_AHEAD, 4096).unwrap().iter().all(|&b| b == 0));
     }
 
     #[test]
