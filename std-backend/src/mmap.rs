@@ -116,9 +116,9 @@ pub(crate) struct MappedFile {
     /// Serializes the `fdatasync` calls that make a length change durable, so that
     /// concurrent `sync_range` calls share one.
     sync_lock: Mutex<()>,
-    /// One past the last byte written through this value (or the file's length at open):
-    /// bytes at or past it have not been written since they were allocated, so they read
-    /// as zero and no snapshot reaches them. Raised only under `zeroed`.
+    /// One past the last byte written through this value, or where the file's data ended
+    /// at open ([`data_end`]): bytes at or past it have not been written since they were
+    /// allocated, so they read as zero. Raised only under `zeroed`.
     touched: AtomicU64,
     /// The end of the space above `touched` that [`zero_ahead`](Self::zero_ahead) has
     /// already written with zeros. Its lock orders raising `touched` against pre-zeroing.
@@ -172,6 +172,7 @@ impl MappedFile {
         // Read the length only under the lock: before it, a writer may still be growing.
         let len = file.metadata()?.len();
         let map = map_file(&file, reservation_bytes(reservation, len)?, writable)?;
+        let touched = if writable { data_end(&file, len) } else { len };
         Ok(MappedFile {
             map,
             file,
@@ -181,8 +182,8 @@ impl MappedFile {
             len_changes: AtomicU64::new(0),
             len_synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
-            touched: AtomicU64::new(len),
-            zeroed: Mutex::new(len),
+            touched: AtomicU64::new(touched),
+            zeroed: Mutex::new(0),
         })
     }
 
@@ -433,6 +434,42 @@ impl MappedFile {
     }
 }
 
+/// Where the file's data ends, in whole pages and at most `len`: at and past it the file
+/// has only holes and unwritten (allocated, never written) extents, which read as zero.
+/// `len` when the system cannot tell. A file grown with `fallocate` by an earlier open
+/// keeps its unwritten tail, which [`MappedFile::zero_ahead`] can then write in advance.
+///
+/// A binary search over `lseek(SEEK_DATA)`: no data at or past `x` (`ENXIO`) holds for
+/// every `x` past some point, and this finds the first such page. Page-cache pages count
+/// as data, and so does any error, so the answer errs towards `len`.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn data_end(file: &File, len: u64) -> u64 {
+    use rustix::fs::{SeekFrom, seek};
+    let page = page_size();
+    let no_data_from = |x: u64| matches!(seek(file, SeekFrom::Data(x)), Err(Errno::NXIO));
+    match seek(file, SeekFrom::Data(0)) {
+        Err(Errno::NXIO) => return 0,
+        Ok(_) => {}
+        Err(_) => return len,
+    }
+    // In pages: no data from `hi` on (it is at or past the end), data from `lo` on.
+    let (mut lo, mut hi) = (0, len.div_ceil(page));
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if no_data_from(mid * page) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    (hi * page).min(len)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn data_end(_file: &File, len: u64) -> u64 {
+    len
+}
+
 /// Writes zeros from `start` to `end` with `pwrite`, inside the file's current length.
 pub(crate) fn write_zeros(file: &File, start: u64, end: u64) -> io::Result<()> {
     const CHUNK: u64 = 64 << 10;
@@ -581,6 +618,33 @@ mod tests {
         .unwrap();
         map.sync_range(0, 1).unwrap();
         assert!(map.view(ZERO_AHEAD, 4096).unwrap().iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn an_unwritten_tail_found_at_open_is_zeroed_ahead_without_touching_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data = vec![5u8; 10_000];
+        {
+            let file = File::create(&path).unwrap();
+            file.write_all_at(&data, 0).unwrap();
+            rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, 4 << 20).unwrap();
+            file.sync_all().unwrap();
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let map = MappedFile::open(file, 1 << 30, true).unwrap();
+        let touched = map.touched.load(Ordering::Acquire);
+        assert!((10_000..=4 << 20).contains(&touched), "{touched}");
+        map.sync_range(0, 1).unwrap();
+        assert_eq!(map.view(0, data.len()).unwrap(), &data[..]);
+        let tail = map.view(10_000, (4 << 20) - 10_000).unwrap();
+        assert!(tail.iter().all(|&b| b == 0));
+        assert_eq!(map.len(), 4 << 20);
     }
 
     #[test]
