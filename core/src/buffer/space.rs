@@ -83,6 +83,9 @@ pub(crate) struct Space<R: Region> {
     free: FreeMap,
     /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
     pending: VecDeque<(u64, u64, u64)>,
+    /// The sum of the capacities in `pending`, kept so that reading it per commit does
+    /// not walk a queue that grows while snapshots or unsynced commits hold it back.
+    pending_bytes: u64,
     /// The txid of the oldest snapshot that may still read the region, kept by the
     /// structure on top (`u64::MAX`: none). Freed space older than it is reusable.
     reader_floor: u64,
@@ -127,6 +130,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: VecDeque::new(),
+            pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: DATA_START,
             txn: Txn {
@@ -311,6 +315,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: VecDeque::new(),
+            pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: meta.used_end,
             txn: Txn {
@@ -516,6 +521,7 @@ impl<R: Region> Space<R> {
         self.base_digest = digest;
         for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
             self.pending.push_back((txid, off, cap));
+            self.pending_bytes += cap;
         }
         self.txn = Txn {
             start_used_end: self.used_end,
@@ -572,6 +578,7 @@ impl<R: Region> Space<R> {
                 break;
             }
             self.pending.pop_front();
+            self.pending_bytes -= cap;
             self.free.release(off, cap);
         }
     }
@@ -634,7 +641,7 @@ impl<R: Region> Space<R> {
 
     /// Free bytes below `used_end` and bytes waiting to become free.
     pub(crate) fn free_bytes(&self) -> (u64, u64) {
-        (self.free.total(), self.pending.iter().map(|p| p.2).sum())
+        (self.free.total(), self.pending_bytes)
     }
 }
 
