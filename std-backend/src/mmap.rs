@@ -120,9 +120,19 @@ pub(crate) struct MappedFile {
     /// at open ([`data_end`]): bytes at or past it have not been written since they were
     /// allocated, so they read as zero. Raised only under `zeroed`.
     touched: AtomicU64,
-    /// The end of the space above `touched` that [`zero_ahead`](Self::zero_ahead) has
-    /// already written with zeros. Its lock orders raising `touched` against pre-zeroing.
-    zeroed: Mutex<u64>,
+    /// What [`zero_ahead`](Self::zero_ahead) did last. Its lock orders raising `touched`
+    /// against pre-zeroing.
+    zeroed: Mutex<ZeroAhead>,
+}
+
+/// The state of [`MappedFile::zero_ahead`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ZeroAhead {
+    /// The end of the space above `touched` already written with zeros.
+    end: u64,
+    /// `touched` at the last sync: how far the writes between two syncs reached tells a
+    /// small commit from a large one.
+    touched_at_sync: u64,
 }
 
 /// How far past the last written byte [`MappedFile::zero_ahead`] keeps the file written
@@ -183,7 +193,10 @@ impl MappedFile {
             len_synced: AtomicU64::new(0),
             sync_lock: Mutex::new(()),
             touched: AtomicU64::new(touched),
-            zeroed: Mutex::new(0),
+            zeroed: Mutex::new(ZeroAhead {
+                end: 0,
+                touched_at_sync: touched,
+            }),
         })
     }
 
@@ -320,7 +333,8 @@ impl MappedFile {
         {
             // Bytes at or past `new_len` are released; grown again, they read as zero.
             let mut zeroed = lock(&self.zeroed);
-            *zeroed = (*zeroed).min(new_len);
+            zeroed.end = zeroed.end.min(new_len);
+            zeroed.touched_at_sync = zeroed.touched_at_sync.min(new_len);
             self.touched.fetch_min(new_len, Ordering::AcqRel);
         }
         if let Err(err) = ftruncate(&self.file, new_len) {
@@ -378,11 +392,13 @@ impl MappedFile {
             .map_err(|err| io_error(RegionOp::Sync, &err))
     }
 
-    /// Writes zeros over the space just past the last written byte, when the writes have
-    /// come within half of [`ZERO_AHEAD`] of the zeros written before (or past them), so
-    /// that the next sync turns it into written extents in one go; returns whether it
+    /// Writes zeros over the space just past the last written byte, when the writes
+    /// since the last sync were small (under a quarter of [`ZERO_AHEAD`]) and have come
+    /// within half of `ZERO_AHEAD` of the zeros written before (or past them), so that
+    /// this sync turns that space into written extents in one go; returns whether it
     /// wrote any. The zeros end at `ZERO_AHEAD` past the last written byte, or at the
-    /// length.
+    /// length. A large commit pays one extent conversion for many bytes anyway; zeros
+    /// ahead of it would only be written twice.
     ///
     /// The bytes it writes lie at or past `touched`: nothing has written them since they
     /// were allocated, so they read as zero already and no snapshot reaches them; their
@@ -394,24 +410,23 @@ impl MappedFile {
         let _resize = lock(&self.resize);
         let mut zeroed = lock(&self.zeroed);
         let touched = self.touched.load(Ordering::Acquire);
-        if touched.saturating_add(ZERO_AHEAD / 2) <= *zeroed {
+        let advance = touched.saturating_sub(zeroed.touched_at_sync);
+        zeroed.touched_at_sync = touched;
+        if advance > ZERO_AHEAD / 4 || touched.saturating_add(ZERO_AHEAD / 2) <= zeroed.end {
             return false;
         }
         let Some(start) = round_up_to_page(touched) else {
             return false;
         };
-        let start = start.max(*zeroed);
-        let end = start
-            .saturating_add(ZERO_AHEAD)
-            .min(self.len())
-            .min(touched.saturating_add(ZERO_AHEAD));
+        let start = start.max(zeroed.end);
+        let end = touched.saturating_add(ZERO_AHEAD).min(self.len());
         if start >= end {
             return false;
         }
         // Only a speed-up: if it fails (a full copy-on-write filesystem), the zeros that
         // did land change nothing, and the range is not tried again.
         let written = write_zeros(&self.file, start, end).is_ok();
-        *zeroed = end;
+        zeroed.end = end;
         written
     }
 
@@ -580,36 +595,47 @@ mod tests {
             Ok(len)
         })
         .unwrap();
-        let at = ZERO_AHEAD + 100;
+        // A large write: no zeros ahead of it.
+        let big = ZERO_AHEAD / 2;
         // SAFETY: no views alive, single thread.
+        unsafe { map.write(0, &[6; ZERO_AHEAD as usize / 2]).unwrap() };
+        assert!(!map.zero_ahead());
+        // A small one: zeros one step ahead of it.
+        let at = big + 100;
+        // SAFETY: as above.
         unsafe { map.write(at, &[7; 5000]).unwrap() };
         map.sync_range(0, at + 5000).unwrap();
-        assert_eq!(
-            *lock(&map.zeroed),
-            at + 5000 + ZERO_AHEAD,
-            "zeros one step ahead"
-        );
+        let ahead = at + 5000 + ZERO_AHEAD;
+        assert_eq!(lock(&map.zeroed).end, ahead, "zeros one step ahead");
         // Within half a step of the zeros: nothing more is written.
         // SAFETY: as above.
         unsafe { map.write(at + 5000, &[8; 100]).unwrap() };
         assert!(!map.zero_ahead());
-        // A write past the zeros, then a sync: the zeros start after it.
+        // A jump past the zeros is a large write; a small one after it gets zeros,
+        // which start after it and stop at the length.
         let far = 3 * ZERO_AHEAD;
         // SAFETY: as above.
         unsafe { map.write(far, &[9; 10]).unwrap() };
         map.sync_range(0, far + 10).unwrap();
-        assert_eq!(*lock(&map.zeroed), len, "clamped to the length");
+        assert_eq!(lock(&map.zeroed).end, ahead);
+        // SAFETY: as above.
+        unsafe { map.write(far + 10, &[9; 10]).unwrap() };
+        map.sync_range(0, far + 20).unwrap();
+        assert_eq!(lock(&map.zeroed).end, len, "clamped to the length");
         assert_eq!(map.len(), len);
         assert_eq!(map.file.metadata().unwrap().len(), len);
+        assert!(map.view(0, big as usize).unwrap().iter().all(|&b| b == 6));
         assert!(map.view(at, 5000).unwrap().iter().all(|&b| b == 7));
         assert!(map.view(at + 5000, 100).unwrap().iter().all(|&b| b == 8));
-        assert!(map.view(far, 10).unwrap().iter().all(|&b| b == 9));
-        let rest = map.view(far + 10, (len - far - 10) as usize).unwrap();
+        assert!(map.view(far, 20).unwrap().iter().all(|&b| b == 9));
+        let gap = map.view(at + 5100, (far - at - 5100) as usize).unwrap();
+        assert!(gap.iter().all(|&b| b == 0));
+        let rest = map.view(far + 20, (len - far - 20) as usize).unwrap();
         assert!(rest.iter().all(|&b| b == 0));
         // Shrinking pulls the marks back; space grown again reads as zero.
         // SAFETY: no views alive, single thread.
         unsafe { map.shrink(ZERO_AHEAD).unwrap() };
-        assert_eq!(*lock(&map.zeroed), ZERO_AHEAD);
+        assert_eq!(lock(&map.zeroed).end, ZERO_AHEAD);
         assert_eq!(map.touched.load(Ordering::Acquire), ZERO_AHEAD);
         map.extend(|file, _| {
             file.set_len(len).unwrap();
