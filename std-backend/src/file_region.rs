@@ -177,12 +177,14 @@ impl FileRegionOptions {
 ///
 /// Space that `fallocate` allocated is *unwritten* on ext4 and XFS, and the first sync
 /// of a write into it also has to convert the extent, which costs small commits two more
-/// synchronous metadata writes. So a `sync` keeps the megabyte past the last written
-/// byte written with zeros: when the writes come within half a megabyte of the zeros,
-/// it writes zeros up to a megabyte past the last written byte (never past the length)
-/// and makes that sync an `fdatasync`, which converts the whole megabyte at once. The
-/// zeros go only where nothing was written since the space was allocated, so they change
-/// no byte.
+/// synchronous metadata writes. So after small commits a `sync` keeps the megabyte past
+/// the last written byte written with zeros: when the writes come within half a megabyte
+/// of the zeros, it writes zeros up to a megabyte past the last written byte (never past
+/// the length) and makes that sync an `fdatasync`, which converts the whole megabyte at
+/// once. The zeros go only where nothing was written since the space was allocated (or,
+/// for a file opened again, where `lseek(SEEK_DATA)` finds no data), so they change no
+/// byte. After a commit that wrote more than 256 KiB past the last sync no zeros are
+/// written: such a commit converts its extents once for many bytes anyway.
 ///
 /// # Example
 ///
@@ -356,7 +358,9 @@ impl FileRegion {
         let result = loop {
             match fallocate(file, old, new - old) {
                 Err(Errno::INTR) => continue,
-                Err(Errno::OPNOTSUPP | Errno::NOSYS) => break mmap::write_zeros(file, old, new),
+                Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+                    break mmap::write_zeros(file, old, new, 64 << 10);
+                }
                 other => break other.map_err(io::Error::from),
             }
         };
@@ -558,7 +562,7 @@ mod tests {
         use std::os::unix::fs::{FileExt, MetadataExt};
         let file = tempfile::tempfile().unwrap();
         file.write_all_at(b"keep", 0).unwrap();
-        mmap::write_zeros(&file, 4, 200_000).unwrap();
+        mmap::write_zeros(&file, 4, 200_000, 64 << 10).unwrap();
         let meta = file.metadata().unwrap();
         assert_eq!(meta.len(), 200_000);
         // Written, not sparse: at least the length's worth of 512-byte blocks.

@@ -253,11 +253,20 @@ impl MappedFile {
         }
         let range = checked_range(offset, data.len() as u64, self.len())?;
         let end = range.end as u64;
-        if end > self.touched.load(Ordering::Acquire) {
-            // Under the lock, so that a concurrent `zero_ahead` either sees the new end
-            // and starts past it, or finishes its zeros before these bytes are written.
-            let _zeroed = lock(&self.zeroed);
-            self.touched.fetch_max(end, Ordering::AcqRel);
+        let touched = self.touched.load(Ordering::Acquire);
+        if end > touched {
+            if round_up_to_page(touched).is_some_and(|page_end| end <= page_end) {
+                // Within the page `touched` is in: `zero_ahead` starts at the next page
+                // boundary at the earliest, and raises like this one never move that
+                // boundary, so no lock is needed (bulk writes take it once a page).
+                self.touched.fetch_max(end, Ordering::AcqRel);
+            } else {
+                // Under the lock, so that a concurrent `zero_ahead` either sees the new
+                // end and starts past it, or finishes its zeros before these bytes are
+                // written.
+                let _zeroed = lock(&self.zeroed);
+                self.touched.fetch_max(end, Ordering::AcqRel);
+            }
         }
         // SAFETY: `ptr::copy_nonoverlapping` needs the source valid for reads and the
         // destination valid for writes of `data.len()` bytes, and the two not to overlap.
@@ -425,7 +434,7 @@ impl MappedFile {
         }
         // Only a speed-up: if it fails (a full copy-on-write filesystem), the zeros that
         // did land change nothing, and the range is not tried again.
-        let written = write_zeros(&self.file, start, end).is_ok();
+        let written = write_zeros(&self.file, start, end, page_size()).is_ok();
         zeroed.end = end;
         written
     }
@@ -485,14 +494,18 @@ fn data_end(_file: &File, len: u64) -> u64 {
     len
 }
 
-/// Writes zeros from `start` to `end` with `pwrite`, inside the file's current length.
-pub(crate) fn write_zeros(file: &File, start: u64, end: u64) -> io::Result<()> {
-    const CHUNK: u64 = 64 << 10;
-    static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
+/// Writes zeros from `start` to `end` with `pwrite` calls of at most `chunk` bytes (at
+/// most 64 KiB). The page cache sizes the folios it creates for a write by the write's
+/// length, so page-sized calls keep later small commits from dirtying large folios.
+pub(crate) fn write_zeros(file: &File, start: u64, end: u64, chunk: u64) -> io::Result<()> {
+    const MAX_CHUNK: u64 = 64 << 10;
+    static ZEROS: [u8; MAX_CHUNK as usize] = [0; MAX_CHUNK as usize];
+    let chunk = chunk.clamp(1, MAX_CHUNK);
     let mut at = start;
     while at < end {
-        let n = (end - at).min(CHUNK);
-        // `n <= CHUNK`, which fits a usize.
+        // Up to the next multiple of `chunk`, so the calls stay aligned.
+        let n = (end - at).min(chunk - at % chunk);
+        // `n <= MAX_CHUNK`, which fits a usize.
         file.write_all_at(&ZEROS[..n as usize], at)?;
         at += n;
     }
