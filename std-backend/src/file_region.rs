@@ -186,6 +186,10 @@ impl FileRegionOptions {
 /// byte. After a commit that wrote more than 256 KiB past the last sync no zeros are
 /// written: such a commit converts its extents once for many bytes anyway.
 ///
+/// A writable region's map is advised `MADV_RANDOM`, so that faults do not read ahead
+/// into large page-cache folios: the kernel tracks dirtiness per folio, and a small
+/// commit into a 2 MiB folio would make the next sync write all of it.
+///
 /// # Example
 ///
 /// ```

@@ -544,11 +544,21 @@ fn reservation_bytes(requested: u64, file_len: u64) -> io::Result<usize> {
 /// map may extend past the end of the file. `MAP_NORESERVE` asks the kernel not to
 /// account swap for it; shared file maps are not accounted on Linux anyway, so this only
 /// matters elsewhere.
+///
+/// A writable map is advised `MADV_RANDOM`: a fault then reads (or zero-fills) one page
+/// instead of reading ahead into a large folio, and the page cache keeps the file in
+/// 4 KiB folios. That matters for durable commits: the kernel tracks dirtiness per
+/// folio, so one byte written into a 2 MiB folio made by readahead dirties, and the next
+/// sync writes, all 2 MiB (traced at 1,000,000 keys: single-put commits writing 1–2 MiB
+/// requests).
 fn map_file(file: &File, reservation: usize, writable: bool) -> io::Result<MmapRaw> {
     let mut options = MmapOptions::new();
     options.len(reservation).no_reserve_swap();
     if writable {
-        options.map_raw(file)
+        let map = options.map_raw(file)?;
+        // Advice only: where it is refused, commits write more, nothing else changes.
+        let _ = map.advise(memmap2::Advice::Random);
+        Ok(map)
     } else {
         options.map_raw_read_only(file)
     }
