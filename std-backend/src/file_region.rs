@@ -3,7 +3,6 @@
 use core::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use hamtdb_core::{Region, RegionError, RegionOp};
@@ -187,9 +186,24 @@ impl FileRegionOptions {
 ///
 /// # Durability
 ///
-/// [`sync`](Region::sync) is one system call: `msync(MS_SYNC)` of the pages covering the
+/// [`sync`](Region::sync) is one sync call: `msync(MS_SYNC)` of the pages covering the
 /// range, or, when the length changed since the last sync, one `fdatasync` (which writes
 /// every dirty page and the new size). [`FileRegion::sync_all`] is always one `fdatasync`.
+///
+/// Space that `fallocate` allocated is *unwritten* on ext4 and XFS, and the first sync
+/// of a write into it also has to convert the extent, which costs small commits two more
+/// synchronous metadata writes. So after small commits a `sync` keeps the megabyte past
+/// the last written byte written with zeros: when the writes come within half a megabyte
+/// of the zeros, it writes zeros up to a megabyte past the last written byte (never past
+/// the length) and makes that sync an `fdatasync`, which converts the whole megabyte at
+/// once. The zeros go only where nothing was written since the space was allocated (or,
+/// for a file opened again, where `lseek(SEEK_DATA)` finds no data), so they change no
+/// byte. After a commit that wrote more than 256 KiB past the last sync no zeros are
+/// written: such a commit converts its extents once for many bytes anyway.
+///
+/// A writable region's map is advised `MADV_RANDOM`, so that faults do not read ahead
+/// into large page-cache folios: the kernel tracks dirtiness per folio, and a small
+/// commit into a 2 MiB folio would make the next sync write all of it.
 ///
 /// # Example
 ///
@@ -363,7 +377,9 @@ impl FileRegion {
         let result = loop {
             match fallocate(file, old, new - old) {
                 Err(Errno::INTR) => continue,
-                Err(Errno::OPNOTSUPP | Errno::NOSYS) => break write_zeros(file, old, new),
+                Err(Errno::OPNOTSUPP | Errno::NOSYS) => {
+                    break mmap::write_zeros(file, old, new, 64 << 10);
+                }
                 other => break other.map_err(io::Error::from),
             }
         };
@@ -396,21 +412,6 @@ fn fallocate(file: &File, offset: u64, len: u64) -> rustix::io::Result<()> {
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
 fn fallocate(_file: &File, _offset: u64, _len: u64) -> rustix::io::Result<()> {
     Err(Errno::OPNOTSUPP)
-}
-
-/// Extends `file` from `old` to `new` bytes by writing zeros: the fallback where
-/// `fallocate` is not supported. Writing, unlike `ftruncate`, allocates the blocks.
-fn write_zeros(file: &File, old: u64, new: u64) -> io::Result<()> {
-    const CHUNK: u64 = 64 << 10;
-    static ZEROS: [u8; CHUNK as usize] = [0; CHUNK as usize];
-    let mut at = old;
-    while at < new {
-        let n = (new - at).min(CHUNK);
-        // `n <= CHUNK`, which fits a usize.
-        file.write_all_at(&ZEROS[..n as usize], at)?;
-        at += n;
-    }
-    Ok(())
 }
 
 /// Syncs the directory holding `path`, so that a new file's name survives power loss.
@@ -592,10 +593,10 @@ mod tests {
 
     #[test]
     fn write_zeros_extends_and_allocates() {
-        use std::os::unix::fs::MetadataExt;
+        use std::os::unix::fs::{FileExt, MetadataExt};
         let file = tempfile::tempfile().unwrap();
         file.write_all_at(b"keep", 0).unwrap();
-        write_zeros(&file, 4, 200_000).unwrap();
+        mmap::write_zeros(&file, 4, 200_000, 64 << 10).unwrap();
         let meta = file.metadata().unwrap();
         assert_eq!(meta.len(), 200_000);
         // Written, not sparse: at least the length's worth of 512-byte blocks.

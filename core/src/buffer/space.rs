@@ -83,6 +83,9 @@ pub(crate) struct Space<R: Region> {
     free: FreeMap,
     /// Space freed by commits, waiting to be reusable: (freeing txid, offset, capacity).
     pending: Vec<(u64, u64, u64)>,
+    /// The sum of the capacities in `pending`, kept so that reading it per commit does
+    /// not walk a queue that grows while snapshots or unsynced commits hold it back.
+    pending_bytes: u64,
     /// The txid of the oldest snapshot that may still read the region, kept by the
     /// structure on top (`u64::MAX`: none). Freed space older than it is reusable.
     reader_floor: u64,
@@ -127,6 +130,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: Vec::new(),
+            pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: DATA_START,
             txn: Txn {
@@ -305,6 +309,7 @@ impl<R: Region> Space<R> {
             base_digest: 0,
             free,
             pending: Vec::new(),
+            pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: meta.used_end,
             txn: Txn {
@@ -509,6 +514,7 @@ impl<R: Region> Space<R> {
         self.base_digest = digest;
         for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
             self.pending.push((txid, off, cap));
+            self.pending_bytes += cap;
         }
         self.txn = Txn {
             start_used_end: self.used_end,
@@ -562,6 +568,7 @@ impl<R: Region> Space<R> {
         // freed by commit `f` is needed by states before `f`.
         let done = self.pending.partition_point(|p| p.0 <= floor);
         for &(_, off, cap) in &self.pending[..done] {
+            self.pending_bytes -= cap;
             self.free.release(off, cap);
         }
         self.pending.drain(..done);
@@ -636,7 +643,7 @@ impl<R: Region> Space<R> {
 
     /// Free bytes below `used_end` and bytes waiting to become free.
     pub(crate) fn free_bytes(&self) -> (u64, u64) {
-        (self.free.total(), self.pending.iter().map(|p| p.2).sum())
+        (self.free.total(), self.pending_bytes)
     }
 }
 

@@ -789,3 +789,29 @@ fn compaction_reuses_space_freed_while_a_snapshot_was_open() {
         "{report:?}, live entries {live} B"
     );
 }
+
+#[test]
+fn pending_bytes_count_what_a_snapshot_holds_back() {
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let put_all = |round: u8| {
+        let mut txn = map.begin_write();
+        for i in 0..50u32 {
+            txn.put(&i.to_le_bytes(), &[round; 40]).unwrap();
+        }
+        txn.commit().unwrap();
+    };
+    put_all(0);
+    assert_eq!(map.space_usage().pending_bytes, 0);
+    let snapshot = map.begin_read();
+    put_all(1);
+    let held = map.space_usage().pending_bytes;
+    assert!(held > 0);
+    put_all(2);
+    let more = map.space_usage().pending_bytes;
+    assert!(more > held, "{more} after {held}");
+    assert_eq!(map.stats().unwrap().dead_bytes, more);
+    drop(snapshot);
+    put_all(3);
+    assert_eq!(map.space_usage().pending_bytes, 0);
+    assert_eq!(map.stats().unwrap().dead_bytes, 0);
+}
