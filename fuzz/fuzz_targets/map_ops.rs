@@ -44,6 +44,7 @@ enum Op {
     Put { key: Key, len: u16, fill: u8 },
     Delete { key: Key },
     Get { key: Key },
+    Fill { pairs: Vec<(Key, u16, u8)> },
     Commit,
     CommitEventual,
     Abort,
@@ -80,6 +81,13 @@ fn op(op: &Op) -> MapOp {
         },
         Op::Delete { key } => MapOp::Delete { key: key.bytes() },
         Op::Get { key } => MapOp::Get { key: key.bytes() },
+        Op::Fill { pairs } => MapOp::Fill {
+            pairs: pairs
+                .iter()
+                .take(32)
+                .map(|(key, len, fill)| (key.bytes(), val(*len, *fill)))
+                .collect(),
+        },
         Op::Commit => MapOp::Commit,
         Op::CommitEventual => MapOp::CommitEventual,
         Op::Abort => MapOp::Abort,

@@ -80,6 +80,13 @@ pub enum MapOp {
         /// The key.
         key: Vec<u8>,
     },
+    /// [`WriteTxn::fill`] in the write transaction (begun if none is open): builds the
+    /// trie from `pairs` when the transaction's trie is empty, else is refused with
+    /// `InvalidOption` and changes nothing.
+    Fill {
+        /// The pairs, in the order given (later ones win).
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
     /// `get` and `contains_key`: in the write transaction if one is open, else on the map.
     Get {
         /// The key.
@@ -162,6 +169,13 @@ impl fmt::Debug for MapOp {
             MapOp::Put { key, value } => write!(f, "Put({:?}, {:?})", Bytes(key), Bytes(value)),
             MapOp::Delete { key } => write!(f, "Delete({:?})", Bytes(key)),
             MapOp::Get { key } => write!(f, "Get({:?})", Bytes(key)),
+            MapOp::Fill { pairs } => {
+                f.write_str("Fill(")?;
+                f.debug_list()
+                    .entries(pairs.iter().map(|(k, v)| (Bytes(k), Bytes(v))))
+                    .finish()?;
+                f.write_str(")")
+            }
             MapOp::MapPut { key, value } => {
                 write!(f, "MapPut({:?}, {:?})", Bytes(key), Bytes(value))
             }
@@ -425,6 +439,24 @@ impl MapHarness {
                     let was = models.pending.remove(key);
                     assert_eq!(existed, was.is_some(), "{op:?}: delete's answer");
                     assert_eq!(t.get(key)?, None, "{op:?}: read back");
+                }
+                MapOp::Fill { pairs } => {
+                    let t = txn.get_or_insert_with(|| map.begin_write());
+                    let given = pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()));
+                    if models.pending.is_empty() {
+                        let n = t.fill(given)?;
+                        models.pending.extend(pairs.iter().cloned());
+                        assert_eq!(n, models.pending.len() as u64, "{op:?}: fill's count");
+                        for (k, v) in &models.pending {
+                            assert_eq!(t.get(k)?, Some(&v[..]), "{op:?}: read back");
+                        }
+                    } else {
+                        let refused = t.fill(given);
+                        assert!(
+                            matches!(refused, Err(Error::InvalidOption { .. })),
+                            "{op:?} on a trie that is not empty: {refused:?}"
+                        );
+                    }
                 }
                 MapOp::Get { key } => {
                     if let Some(t) = &txn {

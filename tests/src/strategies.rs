@@ -116,6 +116,8 @@ pub fn map_op(with_crash: bool) -> BoxedStrategy<MapOp> {
         14 => (map_key(), map_value()).prop_map(|(key, value)| MapOp::Put { key, value }),
         6 => map_key().prop_map(|key| MapOp::Delete { key }),
         4 => map_key().prop_map(|key| MapOp::Get { key }),
+        1 => prop::collection::vec((map_key(), map_value()), 0..24)
+            .prop_map(|pairs| MapOp::Fill { pairs }),
         4 => Just(MapOp::Commit),
         2 => Just(MapOp::CommitEventual),
         2 => Just(MapOp::Abort),

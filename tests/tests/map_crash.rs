@@ -211,6 +211,30 @@ fn workloads() -> Vec<Workload> {
                 Compact,
             ],
         },
+        Workload {
+            name: "(i) a first load built bottom-up (fill)",
+            hasher: murmur,
+            setup: vec![],
+            ops: vec![
+                Fill {
+                    // Repeats of keys 0..40 with other values: the last one wins and the
+                    // value entries of the others are freed before the commit.
+                    pairs: (0..160)
+                        .chain(0..40)
+                        .enumerate()
+                        .map(|(n, i)| {
+                            let round = u32::from(n >= 160);
+                            (key(i), value(value_len(i, round), (i + 7 * round) as u8))
+                        })
+                        .collect(),
+                },
+                put(200, 0),
+                Commit,
+                delete(3),
+                put(4, 2),
+                Commit,
+            ],
+        },
     ]
 }
 
