@@ -183,9 +183,32 @@ impl Walker for MapWalker {
     }
 }
 
+/// What readers need of a commit: the few fields of its meta slot a snapshot uses (the
+/// whole [`Meta`] is 136 bytes, and it was copied at every `begin_read` and commit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Published {
+    pub(crate) txid: u64,
+    pub(crate) root: u64,
+    pub(crate) used_end: u64,
+    pub(crate) count: u64,
+    pub(crate) seed: u64,
+}
+
+impl Published {
+    fn of(meta: &Meta) -> Self {
+        Published {
+            txid: meta.txid,
+            root: meta.root,
+            used_end: meta.used_end,
+            count: meta.count,
+            seed: meta.seed,
+        }
+    }
+}
+
 /// The last published commit and the snapshots still open.
 struct Snapshots {
-    published: Meta,
+    published: Published,
     /// Space figures as of the last commit, kept here so that reading them never waits
     /// for a writer.
     usage: SpaceUsage,
@@ -302,12 +325,14 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     }
 
     fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
-        let published = *space.committed();
+        let committed = space.committed();
+        let published = Published::of(committed);
+        let inline_max = committed.inline_max;
         let usage = usage_of(&space);
         Map {
             region,
             seed: published.seed,
-            inline_max: published.inline_max,
+            inline_max,
             writer: spin::Mutex::new(space),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
@@ -679,7 +704,7 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 /// A consistent snapshot of the map at one commit.
 pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
     map: &'m Map<R, H>,
-    meta: Meta,
+    meta: Published,
     store: SnapshotStore<'m, Arc<R>>,
 }
 
@@ -1096,7 +1121,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             self.space.abort();
             return Err(e);
         }
-        let meta = *self.space.committed();
+        let meta = Published::of(self.space.committed());
         // Publish, then read the floor: a reader registering from now on sees `meta`.
         let floor = {
             let mut snapshots = map.lock_snapshots();
