@@ -26,7 +26,7 @@ use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
 use node::{Branch, Collision, PairBuf, ValueBuf, ValueRef};
-use trie::NodeStore;
+use trie::{Edge, NodeRef, NodeStore};
 use write::{Arena, NodeId, Removal, TxnTrie};
 
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
@@ -154,32 +154,18 @@ impl Walker for MapWalker {
         payload: &[u8],
         out: &mut Vec<u64>,
     ) -> Result<(), Error> {
-        let mut push_value = |v: ValueRef<'_>| {
-            if let ValueRef::Entry { offset, .. } = v {
-                out.push(offset);
-            }
+        let node = match header.kind {
+            EntryKind::Branch => NodeRef::Branch(Branch::parse(payload, offset)?),
+            EntryKind::Collision => NodeRef::Collision(Collision::parse(payload, offset)?),
+            EntryKind::Value => return Ok(()),
+            _ => return Err(Error::corrupted(offset, "buffer entry in a map")),
         };
-        match header.kind {
-            EntryKind::Branch => {
-                let b = Branch::parse(payload, offset)?;
-                for i in 0..b.pair_count() {
-                    push_value(b.pair(i)?.value);
-                }
-                for i in 0..b.child_count() {
-                    out.push(b.child(i)?);
-                }
-                Ok(())
-            }
-            EntryKind::Collision => {
-                let c = Collision::parse(payload, offset)?;
-                for i in 0..c.len() {
-                    push_value(c.pair(i)?.value);
-                }
-                Ok(())
-            }
-            EntryKind::Value => Ok(()),
-            _ => Err(Error::corrupted(offset, "buffer entry in a map")),
-        }
+        trie::for_each_edge(&node, &mut |edge| {
+            out.push(match edge {
+                Edge::Value { offset, .. } => offset,
+                Edge::Child(c) => c,
+            });
+        })
     }
 }
 

@@ -82,6 +82,36 @@ pub(crate) fn read_node<S: NodeStore + ?Sized>(
     }
 }
 
+/// An edge of a node: a value entry (with the rank of its pair) or a child node.
+pub(crate) enum Edge {
+    Value { rank: usize, offset: u64 },
+    Child(u64),
+}
+
+/// Calls `f` with every edge of `node`: its value entries in pair order, then its
+/// children in slot order. One loop for `open`'s walk and compaction's `relocate`.
+pub(crate) fn for_each_edge(node: &NodeRef<'_>, f: &mut dyn FnMut(Edge)) -> Result<(), Error> {
+    let (pairs, children) = match node {
+        NodeRef::Branch(b) => (b.pair_count(), b.child_count()),
+        NodeRef::Collision(c) => (c.len(), 0),
+    };
+    for rank in 0..pairs {
+        let pair = match node {
+            NodeRef::Branch(b) => b.pair(rank)?,
+            NodeRef::Collision(c) => c.pair(rank)?,
+        };
+        if let ValueRef::Entry { offset, .. } = pair.value {
+            f(Edge::Value { rank, offset });
+        }
+    }
+    if let NodeRef::Branch(b) = node {
+        for i in 0..children {
+            f(Edge::Child(b.child(i)?));
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of a value, reading its value entry if it has one.
 pub(crate) fn value_bytes<'a, S: NodeStore + ?Sized>(
     s: &'a S,

@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 
 use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueBuf, ValueRef, chunk};
-use super::trie::{self, NodeRef, NodeStore, NodeStoreMut};
+use super::trie::{self, Edge, NodeRef, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -249,26 +249,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         // The children's offsets, and the ranks and offsets of the values in entries.
         let mut children = Vec::new();
         let mut values = Vec::new();
-        let mut value = |rank: usize, v: ValueRef<'_>| {
-            if let ValueRef::Entry { offset, .. } = v {
-                values.push((rank, offset));
-            }
-        };
-        match trie::read_node(&*self.store, id, depth)? {
-            NodeRef::Branch(b) => {
-                for i in 0..b.child_count() {
-                    children.push(b.child(i)?);
-                }
-                for i in 0..b.pair_count() {
-                    value(i, b.pair(i)?.value);
-                }
-            }
-            NodeRef::Collision(c) => {
-                for i in 0..c.len() {
-                    value(i, c.pair(i)?.value);
-                }
-            }
-        }
+        let node = trie::read_node(&*self.store, id, depth)?;
+        trie::for_each_edge(&node, &mut |edge| match edge {
+            Edge::Value { rank, offset } => values.push((rank, offset)),
+            Edge::Child(c) => children.push(c),
+        })?;
         let mut moved = false;
         for child in &mut children {
             let new = self.relocate(*child, depth + 1, limit, budget)?;
