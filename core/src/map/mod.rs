@@ -25,7 +25,7 @@ use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
-use node::{Branch, Collision, PairBuf, ValueBuf, ValueRef};
+use node::{Branch, Collision, PairBuf, ValueRef};
 use trie::{Edge, NodeRef, NodeStore};
 use write::{Arena, NodeId, Removal, TxnTrie};
 
@@ -929,10 +929,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Ok(false);
         }
         let pair = self.pair_for(key, value, hash)?;
-        let value_entry = match pair.value {
-            ValueBuf::Entry { offset, len } => Some(ValueBuf::Entry { offset, len }),
-            ValueBuf::Inline(_) => None,
-        };
+        let value_entry = pair.entry();
         let hash_of = |k: &[u8]| map.hash(k);
         let mut trie = TxnTrie {
             store: &mut *self.space,
@@ -942,9 +939,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             Ok(done) => done,
             Err(e) => {
                 // Every entry the transaction wrote must be reachable at commit.
-                if let Some(v) = value_entry {
-                    self.free_value(v)?;
-                }
+                self.free_value(value_entry)?;
                 return Err(e);
             }
         };
@@ -955,7 +950,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 Ok(true)
             }
             Some(old) => {
-                self.free_value(old)?;
+                self.free_value(old.entry())?;
                 Ok(false)
             }
         }
@@ -985,24 +980,25 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Ok(false);
         }
         // A value entry the transaction wrote is referenced from one of its own nodes.
-        let Some(ValueBuf::Entry { offset, len }) =
-            write::own_value_mut(&mut self.arena, self.root, hash, key)
-        else {
+        let Some(pair) = write::own_pair_mut(&mut self.arena, self.root, hash, key) else {
             return Ok(false);
         };
-        if !self.space.is_own(*offset) {
+        let Some(offset) = pair.entry() else {
+            return Ok(false);
+        };
+        if !self.space.is_own(offset) {
             return Ok(false);
         }
-        let (header, _) = self.space.entry(*offset)?;
+        let (header, _) = self.space.entry(offset)?;
         if value.len() as u64 > u64::from(header.capacity) - HEADER_LEN as u64 {
             return Ok(false);
         }
-        if let Err(e) = self.space.rewrite_own(*offset, value) {
+        if let Err(e) = self.space.rewrite_own(offset, value) {
             self.failed = Some(e);
             return Err(e);
         }
         // Fits: `value.len()` is at most the entry's capacity, a u32.
-        *len = value.len() as u32;
+        pair.set_entry(offset, value.len() as u32);
         Ok(true)
     }
 
@@ -1011,26 +1007,24 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     fn pair_for(&mut self, key: &[u8], value: &[u8], hash: [u64; 2]) -> Result<PairBuf, Error> {
         check_lengths(key, value)?;
         let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
-            ValueBuf::Inline(value.to_vec())
+            ValueRef::Inline(value)
         } else {
             let extension = self.map.extension.load(Ordering::Relaxed);
             let capacity = HEADER_LEN as u64 + room_for(value.len(), extension);
             let offset = self
                 .space
                 .write_entry(EntryKind::Value, hash[0], value, capacity)?;
-            ValueBuf::Entry {
+            ValueRef::Entry {
                 offset,
                 len: value.len() as u32,
             }
         };
-        Ok(PairBuf {
-            key: key.to_vec(),
-            value,
-        })
+        Ok(PairBuf::new(key, value))
     }
 
-    fn free_value(&mut self, value: ValueBuf) -> Result<(), Error> {
-        if let ValueBuf::Entry { offset, .. } = value {
+    /// Frees the value entry at `entry`, if the value had one.
+    fn free_value(&mut self, entry: Option<u64>) -> Result<(), Error> {
+        if let Some(offset) = entry {
             self.space.free_entry(offset)?;
         }
         Ok(())
@@ -1059,7 +1053,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             .count
             .checked_sub(1)
             .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
-        self.free_value(value)?;
+        self.free_value(value.entry())?;
         Ok(true)
     }
 
