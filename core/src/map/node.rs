@@ -13,6 +13,7 @@
 
 use alloc::vec::Vec;
 
+use super::trie::NodeRef;
 use crate::Error;
 
 /// Bits of the hash a level consumes: 64 slots a branch.
@@ -378,28 +379,24 @@ pub(crate) struct NodeBuf {
 }
 
 impl NodeBuf {
-    pub(crate) fn from_branch(b: &Branch<'_>) -> Result<Self, Error> {
-        let mut node = NodeBuf {
-            datamap: b.datamap,
-            nodemap: b.nodemap,
-            children: Vec::with_capacity(b.child_count()),
-            pairs: Vec::with_capacity(b.pair_count() + 1),
+    /// Decodes a committed node.
+    pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
+        let mut buf = NodeBuf {
+            pairs: Vec::with_capacity(node.pair_count() + 1),
+            ..NodeBuf::default()
         };
-        for i in 0..b.child_count() {
-            node.children.push(b.child(i)?);
+        if let NodeRef::Branch(b) = node {
+            buf.datamap = b.datamap;
+            buf.nodemap = b.nodemap;
+            buf.children.reserve_exact(b.child_count());
+            for i in 0..b.child_count() {
+                buf.children.push(b.child(i)?);
+            }
         }
-        for i in 0..b.pair_count() {
-            node.pairs.push(PairBuf::from_ref(&b.pair(i)?));
+        for rank in 0..node.pair_count() {
+            buf.pairs.push(PairBuf::from_ref(&node.pair(rank)?));
         }
-        Ok(node)
-    }
-
-    pub(crate) fn from_collision(c: &Collision<'_>) -> Result<Self, Error> {
-        let mut node = NodeBuf::default();
-        for i in 0..c.len() {
-            node.pairs.push(PairBuf::from_ref(&c.pair(i)?));
-        }
-        Ok(node)
+        Ok(buf)
     }
 
     fn pair_rank(&self, idx: usize) -> usize {
@@ -618,7 +615,7 @@ mod tests {
             panic!("slot 5")
         };
         assert_eq!(p.value, ValueRef::Inline(b"v5"));
-        let again = NodeBuf::from_branch(&b).unwrap();
+        let again = NodeBuf::from_node(&NodeRef::Branch(b)).unwrap();
         assert_eq!(again.encode_branch(), bytes);
     }
 

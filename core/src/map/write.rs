@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 
 use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk};
-use super::trie::{self, Edge, NodeRef, NodeStore, NodeStoreMut};
+use super::trie::{self, Edge, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -82,10 +82,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         // Damage must be reported, not copied into a fresh node with a valid checksum.
         self.store.entry_verified(id)?;
-        let node = match trie::read_node(&*self.store, id, depth)? {
-            NodeRef::Branch(b) => NodeBuf::from_branch(&b)?,
-            NodeRef::Collision(c) => NodeBuf::from_collision(&c)?,
-        };
+        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         // The committed node stays readable (for snapshots and crash recovery) until the
         // commit that replaces it no longer needs it.
         self.store.free_entry(id)?;
