@@ -7,7 +7,7 @@ use super::Published;
 use super::node::{Branch, Collision, MAX_DEPTH, PairRef, ValueRef, chunk};
 use crate::Error;
 use crate::buffer::format::EntryKind;
-use crate::buffer::ordered::OrderedMap;
+use crate::buffer::ordered::ChunkedMap;
 use crate::buffer::space::read_entry;
 use crate::region::Region;
 
@@ -57,7 +57,7 @@ struct Checker<'a, R: Region> {
     meta: Published,
     hash: &'a dyn Fn(&[u8]) -> [u64; 2],
     /// Entries walked so far, offset → the kind they were reached as.
-    seen: OrderedMap,
+    seen: ChunkedMap,
     report: CheckReport,
 }
 
@@ -266,7 +266,7 @@ pub(crate) fn check<R: Region>(
         region,
         meta,
         hash,
-        seen: OrderedMap::new(),
+        seen: ChunkedMap::new(),
         report: CheckReport::default(),
     };
     let keys = if meta.root == 0 {
