@@ -688,10 +688,12 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 }
 
 /// A consistent snapshot of the map at one commit.
+// The store first, at offset 0: a lookup passes `&self.store` without an addition.
+#[repr(C)]
 pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
+    store: SnapshotStore<'m, Arc<R>>,
     map: &'m Map<R, H>,
     meta: Published,
-    store: SnapshotStore<'m, Arc<R>>,
 }
 
 impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
