@@ -850,7 +850,9 @@ fn both_payload_reads_agree_on_every_entry_and_every_damaged_byte() {
         &mut (tail as u64 - 64..past).step_by(4),
     );
     let mut damaged = bytes.clone();
-    for at in DATA_START as usize..used_end as usize {
+    // Every byte natively; a sample under Miri, which interprets every instruction.
+    let stride = if cfg!(miri) { 29 } else { 1 };
+    for at in (DATA_START as usize..used_end as usize).step_by(stride) {
         for flip in [0x01, 0x80, 0xff] {
             damaged[at] ^= flip;
             compare(
