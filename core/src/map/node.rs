@@ -452,27 +452,39 @@ impl NodeBuf {
         self.children.remove(rank);
     }
 
-    pub(crate) fn encode_branch(&self) -> Vec<u8> {
-        let fixed = BRANCH_FIXED + 8 * self.children.len() + 4 * self.pairs.len();
+    /// Encodes the node as a branch (`branch`) or a collision node: one encoder for
+    /// both, which differ only in the fixed part before the pair table.
+    pub(crate) fn encode(&self, branch: bool) -> Vec<u8> {
+        let head = if branch {
+            BRANCH_FIXED + 8 * self.children.len()
+        } else {
+            COLLISION_FIXED
+        };
+        let fixed = head + 4 * self.pairs.len();
         let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
         let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&self.datamap.to_le_bytes());
-        out.extend_from_slice(&self.nodemap.to_le_bytes());
-        for c in &self.children {
-            out.extend_from_slice(&c.to_le_bytes());
+        if branch {
+            out.extend_from_slice(&self.datamap.to_le_bytes());
+            out.extend_from_slice(&self.nodemap.to_le_bytes());
+            for c in &self.children {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        } else {
+            // count u32 | 0u32
+            out.extend_from_slice(&u64::from(self.pairs.len() as u32).to_le_bytes());
         }
         self.encode_pairs(fixed, &mut out);
         out
     }
 
+    #[cfg(test)]
+    pub(crate) fn encode_branch(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    #[cfg(test)]
     pub(crate) fn encode_collision(&self) -> Vec<u8> {
-        let fixed = COLLISION_FIXED + 4 * self.pairs.len();
-        let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&(self.pairs.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        self.encode_pairs(fixed, &mut out);
-        out
+        self.encode(false)
     }
 
     fn encode_pairs(&self, fixed: usize, out: &mut Vec<u8>) {

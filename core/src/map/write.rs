@@ -300,11 +300,13 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         for i in 0..node.children.len() {
             node.children[i] = self.flush(node.children[i], depth + 1)?;
         }
-        let (kind, payload) = if depth < MAX_DEPTH {
-            (EntryKind::Branch, node.encode_branch())
+        let branch = depth < MAX_DEPTH;
+        let kind = if branch {
+            EntryKind::Branch
         } else {
-            (EntryKind::Collision, node.encode_collision())
+            EntryKind::Collision
         };
+        let payload = node.encode(branch);
         let capacity = HEADER_LEN as u64 + payload.len() as u64;
         self.store
             .write_entry(kind, u64::from(depth), &payload, capacity)
