@@ -3,7 +3,14 @@
 //! Extents are kept coalesced, by address, and indexed by size class so that an
 //! allocation takes the **lowest** address that fits: live data then drifts towards the
 //! start of the region, which is what lets compaction cut the tail.
+//!
+//! On Arm (firmware) there is no size-class index: an allocation scans the extents in
+//! address order for the extent the classes would pick ([`FreeMap::peek_scan`], the same
+//! answer, which a test checks on every allocation of a random workload). The few
+//! extents of a microcontroller's region make the scan cheap, and the index's code is
+//! gone from the image.
 
+#[cfg(not(target_arch = "arm"))]
 use alloc::vec::Vec;
 
 use super::ordered::OrderedMap;
@@ -27,6 +34,7 @@ pub(crate) struct FreeMap {
     /// `by_offset` lookup in `peek`. As long as the largest class used so far: a
     /// `Vec` rather than an array of all 64 classes, which made the free map (and the
     /// space and map around it) large to move and cost firmware code at every move.
+    #[cfg(not(target_arch = "arm"))]
     by_class: Vec<OrderedMap>,
     total: u64,
 }
@@ -35,6 +43,7 @@ impl Default for FreeMap {
     fn default() -> Self {
         FreeMap {
             by_offset: OrderedMap::new(),
+            #[cfg(not(target_arch = "arm"))]
             by_class: Vec::new(),
             total: 0,
         }
@@ -59,18 +68,24 @@ impl FreeMap {
 
     fn insert_raw(&mut self, off: u64, len: u64) {
         self.by_offset.insert(off, len);
-        let class = class_of(len);
-        if self.by_class.len() <= class {
-            self.by_class.resize_with(class + 1, OrderedMap::new);
+        #[cfg(not(target_arch = "arm"))]
+        {
+            let class = class_of(len);
+            if self.by_class.len() <= class {
+                self.by_class.resize_with(class + 1, OrderedMap::new);
+            }
+            self.by_class[class].insert(off, len);
         }
-        self.by_class[class].insert(off, len);
     }
 
     fn remove_raw(&mut self, off: u64, len: u64) {
         self.by_offset.remove(off);
+        #[cfg(not(target_arch = "arm"))]
         if let Some(set) = self.by_class.get_mut(class_of(len)) {
             set.remove(off);
         }
+        #[cfg(target_arch = "arm")]
+        let _ = len;
     }
 
     /// Returns `off .. off + len` to the map, merging with neighbours. The range must not
@@ -115,6 +130,36 @@ impl FreeMap {
     }
 
     /// Where [`allocate`](Self::allocate) would put `len` bytes, without taking them.
+    #[cfg(target_arch = "arm")]
+    pub(crate) fn peek(&self, len: u64) -> Option<u64> {
+        self.peek_scan(len)
+    }
+
+    /// [`peek`](Self::peek) without the class index: the first extent in address order
+    /// that the classes would pick, which is the lowest of (a) the first extent of
+    /// `len`'s class that fits, among the lowest [`EXACT_CLASS_PROBES`] of that class,
+    /// and (b) the lowest extent of a larger class.
+    #[cfg(any(test, target_arch = "arm"))]
+    pub(crate) fn peek_scan(&self, len: u64) -> Option<u64> {
+        let class = class_of(len);
+        let mut probes = 0;
+        for (off, ext_len) in self.by_offset.iter() {
+            let c = class_of(ext_len);
+            if c > class {
+                return Some(off);
+            }
+            if c == class && probes < EXACT_CLASS_PROBES {
+                if ext_len >= len {
+                    return Some(off);
+                }
+                probes += 1;
+            }
+        }
+        None
+    }
+
+    /// Where [`allocate`](Self::allocate) would put `len` bytes, without taking them.
+    #[cfg(not(target_arch = "arm"))]
     pub(crate) fn peek(&self, len: u64) -> Option<u64> {
         let class = class_of(len);
         let mut best: Option<u64> = None;
@@ -208,6 +253,24 @@ mod tests {
     }
 
     #[test]
+    fn the_scan_picks_what_the_classes_pick_past_the_probe_limit() {
+        let mut free = FreeMap::new();
+        // Ten extents of 8 bytes (class 3, too small for 12), then one of 15 (class 3,
+        // fits, but past the probes), then one of 40 (class 5).
+        for i in 0..10 {
+            free.release(i * 100, 8);
+        }
+        free.release(1000, 15);
+        free.release(2000, 40);
+        assert_eq!(free.peek(12), Some(2000));
+        assert_eq!(free.peek_scan(12), Some(2000));
+        free.release(3000, 64);
+        assert_eq!(free.peek_scan(8), free.peek(8));
+        assert_eq!(free.peek_scan(100), None);
+        assert_eq!(free.peek(100), None);
+    }
+
+    #[test]
     fn take_and_cut() {
         let mut free = FreeMap::new();
         free.release(0, 100);
@@ -236,6 +299,7 @@ mod tests {
         for _ in 0..if cfg!(miri) { 150 } else { 2000 } {
             if next(2) == 0 {
                 let len = next(40) + 1;
+                assert_eq!(free.peek(len), free.peek_scan(len), "allocating {len}");
                 if let Some(off) = free.allocate(len) {
                     for b in &mut model[off as usize..(off + len) as usize] {
                         assert!(*b, "allocated a byte that was not free");

@@ -1,30 +1,119 @@
 //! `OrderedMap`: an ordered map from `u64` to `u64`, for the free map, the running
 //! transaction's own entries and `check`'s visited set.
 //!
-//! It is a sorted list of sorted chunks (at most [`CHUNK_MAX`] pairs each): a lookup is
-//! two binary searches, an insert or a remove shifts at most one chunk's pairs (and, when
-//! a chunk splits or empties, the list of chunks). That keeps every operation cheap at
-//! any size the core meets, in a fraction of the code of `alloc`'s B-tree, which cost
-//! firmware about 4.5 KiB of `.text` for one `BTreeMap<u64, u64>` instantiation
-//! (docs/EMBEDDED.md).
+//! On the host it is a [`ChunkedMap`], a sorted list of sorted chunks (at most
+//! [`CHUNK_MAX`] pairs each): a lookup is two binary searches, an insert or a remove
+//! shifts at most one chunk's pairs (and, when a chunk splits or empties, the list of
+//! chunks). That keeps every operation cheap at any size the core meets, in a fraction of
+//! the code of `alloc`'s B-tree, which cost firmware about 4.5 KiB of `.text` for one
+//! `BTreeMap<u64, u64>` instantiation (docs/EMBEDDED.md).
+//!
+//! On Arm (firmware) it is a [`FlatMap`], one sorted `Vec`: half the code again, and an
+//! insert or a remove shifts every pair after it, which is cheap at the sizes a
+//! microcontroller's region gives (the free extents of a few hundred KiB, the entries
+//! one transaction writes). Both pass the same tests. `check`'s visited set, which
+//! holds every entry of the map, is a [`ChunkedMap`] everywhere.
 
 use alloc::vec::Vec;
+
+/// The ordered map the core uses: see the module's documentation.
+#[cfg(not(target_arch = "arm"))]
+pub(crate) type OrderedMap = ChunkedMap;
+/// The ordered map the core uses: see the module's documentation.
+#[cfg(target_arch = "arm")]
+pub(crate) type OrderedMap = FlatMap;
+
+/// An ordered map from `u64` keys to `u64` values, in one sorted `Vec`.
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+pub(crate) struct FlatMap {
+    /// Sorted by key, keys distinct.
+    pairs: Vec<(u64, u64)>,
+}
+
+// On the host only the tests use it; on Arm the free map needs no `first`.
+#[allow(dead_code)]
+impl FlatMap {
+    /// An empty map.
+    pub(crate) const fn new() -> Self {
+        FlatMap { pairs: Vec::new() }
+    }
+
+    /// Whether the map holds nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    fn find(&self, key: u64) -> Result<usize, usize> {
+        self.pairs.binary_search_by_key(&key, |&(k, _)| k)
+    }
+
+    /// The value of `key`.
+    pub(crate) fn get(&self, key: u64) -> Option<u64> {
+        Some(self.pairs[self.find(key).ok()?].1)
+    }
+
+    /// Whether `key` is present.
+    pub(crate) fn contains_key(&self, key: u64) -> bool {
+        self.find(key).is_ok()
+    }
+
+    /// Sets `key` to `value`; returns the value it replaced.
+    pub(crate) fn insert(&mut self, key: u64, value: u64) -> Option<u64> {
+        match self.find(key) {
+            Ok(i) => Some(core::mem::replace(&mut self.pairs[i].1, value)),
+            Err(i) => {
+                self.pairs.insert(i, (key, value));
+                None
+            }
+        }
+    }
+
+    /// Removes `key`; returns its value.
+    pub(crate) fn remove(&mut self, key: u64) -> Option<u64> {
+        let i = self.find(key).ok()?;
+        Some(self.pairs.remove(i).1)
+    }
+
+    /// The pair with the largest key below `key`.
+    pub(crate) fn last_below(&self, key: u64) -> Option<(u64, u64)> {
+        let i = self.pairs.partition_point(|&(k, _)| k < key);
+        self.pairs.get(i.checked_sub(1)?).copied()
+    }
+
+    /// The pair with the smallest key.
+    pub(crate) fn first(&self) -> Option<(u64, u64)> {
+        self.pairs.first().copied()
+    }
+
+    /// The pair with the largest key.
+    pub(crate) fn last(&self) -> Option<(u64, u64)> {
+        self.pairs.last().copied()
+    }
+
+    /// Every pair, in key order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.pairs.iter().copied()
+    }
+}
 
 /// Pairs a chunk holds before it splits in two halves.
 const CHUNK_MAX: usize = 64;
 
-/// An ordered map from `u64` keys to `u64` values.
+/// An ordered map from `u64` keys to `u64` values, in sorted chunks.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct OrderedMap {
+pub(crate) struct ChunkedMap {
     /// Non-empty chunks, each sorted by key; every key of a chunk is below every key of
     /// the next one.
     chunks: Vec<Vec<(u64, u64)>>,
 }
 
-impl OrderedMap {
+// On Arm only `check` uses it, and not every method.
+#[cfg_attr(target_arch = "arm", allow(dead_code))]
+impl ChunkedMap {
     /// An empty map.
     pub(crate) const fn new() -> Self {
-        OrderedMap { chunks: Vec::new() }
+        ChunkedMap { chunks: Vec::new() }
     }
 
     /// Whether the map holds nothing.
@@ -128,7 +217,73 @@ mod tests {
     use std::collections::BTreeMap;
 
     #[test]
-    fn behaves_like_a_btree_map_under_random_use() {
+    fn chunked_behaves_like_a_btree_map_under_random_use() {
+        random_use(ChunkedMap::new(), |map| {
+            assert!(
+                map.chunks
+                    .iter()
+                    .all(|c| !c.is_empty() && c.len() <= CHUNK_MAX)
+            );
+        });
+    }
+
+    #[test]
+    fn flat_behaves_like_a_btree_map_under_random_use() {
+        random_use(FlatMap::new(), |map| {
+            assert!(map.pairs.windows(2).all(|w| w[0].0 < w[1].0));
+        });
+    }
+
+    /// The operations the tests use, of both map types.
+    trait Ops {
+        fn insert(&mut self, key: u64, value: u64) -> Option<u64>;
+        fn remove(&mut self, key: u64) -> Option<u64>;
+        fn get(&self, key: u64) -> Option<u64>;
+        fn contains_key(&self, key: u64) -> bool;
+        fn last_below(&self, key: u64) -> Option<(u64, u64)>;
+        fn first(&self) -> Option<(u64, u64)>;
+        fn last(&self) -> Option<(u64, u64)>;
+        fn is_empty(&self) -> bool;
+        fn all(&self) -> Vec<(u64, u64)>;
+    }
+
+    macro_rules! ops {
+        ($t:ty) => {
+            impl Ops for $t {
+                fn insert(&mut self, key: u64, value: u64) -> Option<u64> {
+                    <$t>::insert(self, key, value)
+                }
+                fn remove(&mut self, key: u64) -> Option<u64> {
+                    <$t>::remove(self, key)
+                }
+                fn get(&self, key: u64) -> Option<u64> {
+                    <$t>::get(self, key)
+                }
+                fn contains_key(&self, key: u64) -> bool {
+                    <$t>::contains_key(self, key)
+                }
+                fn last_below(&self, key: u64) -> Option<(u64, u64)> {
+                    <$t>::last_below(self, key)
+                }
+                fn first(&self) -> Option<(u64, u64)> {
+                    <$t>::first(self)
+                }
+                fn last(&self) -> Option<(u64, u64)> {
+                    <$t>::last(self)
+                }
+                fn is_empty(&self) -> bool {
+                    <$t>::is_empty(self)
+                }
+                fn all(&self) -> Vec<(u64, u64)> {
+                    self.iter().collect()
+                }
+            }
+        };
+    }
+    ops!(ChunkedMap);
+    ops!(FlatMap);
+
+    fn random_use<M: Ops>(mut map: M, invariants: impl Fn(&M)) {
         // A tiny LCG keeps this deterministic without a dependency.
         let mut state = 0x2545_f491_4f6c_dd1du64;
         let mut next = |m: u64| {
@@ -137,7 +292,6 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             (state >> 33) % m
         };
-        let mut map = OrderedMap::new();
         let mut model = BTreeMap::new();
         let rounds = if cfg!(miri) { 600 } else { 20_000 };
         for round in 0..rounds {
@@ -163,21 +317,20 @@ mod tests {
             assert_eq!(map.last(), model.last_key_value().map(|(&k, &v)| (k, v)));
             assert_eq!(map.is_empty(), model.is_empty());
             if round % 500 == 0 {
-                let all: Vec<_> = map.iter().collect();
                 let want: Vec<_> = model.iter().map(|(&k, &v)| (k, v)).collect();
-                assert_eq!(all, want);
-                assert!(
-                    map.chunks
-                        .iter()
-                        .all(|c| !c.is_empty() && c.len() <= CHUNK_MAX)
-                );
+                assert_eq!(map.all(), want);
+                invariants(&map);
             }
         }
     }
 
     #[test]
     fn edges_of_the_key_space() {
-        let mut map = OrderedMap::new();
+        edges(ChunkedMap::new());
+        edges(FlatMap::new());
+    }
+
+    fn edges<M: Ops>(mut map: M) {
         assert_eq!(map.last_below(u64::MAX), None);
         assert_eq!(map.remove(0), None);
         assert_eq!(map.insert(u64::MAX, 1), None);

@@ -676,11 +676,46 @@ pub(crate) fn read_entry<R: Region>(
 }
 
 /// The payload of the entry at `offset`, which must be of `kind`, and the id its header
-/// carries: the lookup path's read. It checks what [`read_entry`] checks (the offset,
+/// carries: the lookup path's read, with exactly [`read_entry`]'s checks and errors.
+///
+/// On the host, [`read_payload_fast`] inlined into each lookup. On Arm (firmware, where
+/// code size is what counts) [`read_entry`] followed by the kind check, in one
+/// out-of-line copy: the same outcome (a core test compares the two on every entry and
+/// damaged byte of an image), and the fast copy and its error path leave the image.
+#[cfg_attr(not(target_arch = "arm"), inline(always))]
+#[cfg_attr(target_arch = "arm", inline(never))]
+pub(crate) fn read_payload<R: Region>(
+    region: &R,
+    offset: u64,
+    used_end: u64,
+    kind: EntryKind,
+) -> Result<(u64, &[u8]), Error> {
+    if cfg!(target_arch = "arm") {
+        read_payload_small(region, offset, used_end, kind)
+    } else {
+        read_payload_fast(region, offset, used_end, kind)
+    }
+}
+
+/// [`read_payload`] as [`read_entry`] and a kind check.
+pub(crate) fn read_payload_small<R: Region>(
+    region: &R,
+    offset: u64,
+    used_end: u64,
+    kind: EntryKind,
+) -> Result<(u64, &[u8]), Error> {
+    let (header, payload) = read_entry(region, 0, offset, used_end, false)?;
+    if header.kind != kind {
+        return Err(wrong_kind(offset, kind));
+    }
+    Ok((header.id, payload))
+}
+
+/// [`read_payload`] for lookups: it checks what [`read_entry`] checks (the offset,
 /// kind, status, capacity and length against `used_end`) but decodes only the fields a
 /// lookup uses, and leaves errors to [`read_entry`] so that they say the same.
 #[inline(always)]
-pub(crate) fn read_payload<R: Region>(
+pub(crate) fn read_payload_fast<R: Region>(
     region: &R,
     offset: u64,
     used_end: u64,
@@ -717,14 +752,19 @@ pub(crate) fn read_payload<R: Region>(
 fn payload_error<R: Region>(region: &R, offset: u64, used_end: u64, kind: EntryKind) -> Error {
     match read_entry(region, 0, offset, used_end, false) {
         Err(e) => e,
-        Ok(_) => Error::corrupted(
-            offset,
-            match kind {
-                EntryKind::Value => "expected a value entry of this length",
-                _ => "expected a trie node of this depth",
-            },
-        ),
+        Ok(_) => wrong_kind(offset, kind),
     }
+}
+
+/// The error of an entry of another kind than the `kind` a lookup expected.
+fn wrong_kind(offset: u64, kind: EntryKind) -> Error {
+    Error::corrupted(
+        offset,
+        match kind {
+            EntryKind::Value => "expected a value entry of this length",
+            _ => "expected a trie node of this depth",
+        },
+    )
 }
 
 /// Walks the entries `meta.root` reaches, depth first, reading each (checksum not

@@ -3,10 +3,11 @@
 
 use alloc::vec::Vec;
 
+use super::Published;
 use super::node::{Branch, Collision, MAX_DEPTH, PairRef, ValueRef, chunk};
 use crate::Error;
-use crate::buffer::format::{EntryKind, Meta};
-use crate::buffer::ordered::OrderedMap;
+use crate::buffer::format::EntryKind;
+use crate::buffer::ordered::ChunkedMap;
 use crate::buffer::space::read_entry;
 use crate::region::Region;
 
@@ -53,10 +54,10 @@ impl CheckReport {
 
 struct Checker<'a, R: Region> {
     region: &'a R,
-    meta: Meta,
+    meta: Published,
     hash: &'a dyn Fn(&[u8]) -> [u64; 2],
     /// Entries walked so far, offset → the kind they were reached as.
-    seen: OrderedMap,
+    seen: ChunkedMap,
     report: CheckReport,
 }
 
@@ -258,14 +259,14 @@ fn same_path(hash: [u64; 2], path: [u64; 2], depth: u32) -> bool {
 /// Checks the commit `meta` of the map in `region`.
 pub(crate) fn check<R: Region>(
     region: &R,
-    meta: Meta,
+    meta: Published,
     hash: &dyn Fn(&[u8]) -> [u64; 2],
 ) -> CheckReport {
     let mut checker = Checker {
         region,
         meta,
         hash,
-        seen: OrderedMap::new(),
+        seen: ChunkedMap::new(),
         report: CheckReport::default(),
     };
     let keys = if meta.root == 0 {

@@ -25,8 +25,8 @@ use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
-use node::{Branch, Collision, PairBuf, ValueBuf, ValueRef};
-use trie::NodeStore;
+use node::{Branch, Collision, PairBuf, ValueRef};
+use trie::{Edge, NodeRef, NodeStore};
 use write::{Arena, NodeId, Removal, TxnTrie};
 
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
@@ -154,38 +154,47 @@ impl Walker for MapWalker {
         payload: &[u8],
         out: &mut Vec<u64>,
     ) -> Result<(), Error> {
-        let mut push_value = |v: ValueRef<'_>| {
-            if let ValueRef::Entry { offset, .. } = v {
-                out.push(offset);
-            }
+        let node = match header.kind {
+            EntryKind::Branch => NodeRef::Branch(Branch::parse(payload, offset)?),
+            EntryKind::Collision => NodeRef::Collision(Collision::parse(payload, offset)?),
+            EntryKind::Value => return Ok(()),
+            _ => return Err(Error::corrupted(offset, "buffer entry in a map")),
         };
-        match header.kind {
-            EntryKind::Branch => {
-                let b = Branch::parse(payload, offset)?;
-                for i in 0..b.pair_count() {
-                    push_value(b.pair(i)?.value);
-                }
-                for i in 0..b.child_count() {
-                    out.push(b.child(i)?);
-                }
-                Ok(())
-            }
-            EntryKind::Collision => {
-                let c = Collision::parse(payload, offset)?;
-                for i in 0..c.len() {
-                    push_value(c.pair(i)?.value);
-                }
-                Ok(())
-            }
-            EntryKind::Value => Ok(()),
-            _ => Err(Error::corrupted(offset, "buffer entry in a map")),
+        trie::for_each_edge(&node, &mut |edge| {
+            out.push(match edge {
+                Edge::Value { offset, .. } => offset,
+                Edge::Child(c) => c,
+            });
+        })
+    }
+}
+
+/// What readers need of a commit: the few fields of its meta slot a snapshot uses (the
+/// whole [`Meta`] is 136 bytes, and it was copied at every `begin_read` and commit).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Published {
+    pub(crate) txid: u64,
+    pub(crate) root: u64,
+    pub(crate) used_end: u64,
+    pub(crate) count: u64,
+    pub(crate) seed: u64,
+}
+
+impl Published {
+    fn of(meta: &Meta) -> Self {
+        Published {
+            txid: meta.txid,
+            root: meta.root,
+            used_end: meta.used_end,
+            count: meta.count,
+            seed: meta.seed,
         }
     }
 }
 
 /// The last published commit and the snapshots still open.
 struct Snapshots {
-    published: Meta,
+    published: Published,
     /// Space figures as of the last commit, kept here so that reading them never waits
     /// for a writer.
     usage: SpaceUsage,
@@ -302,12 +311,14 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     }
 
     fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
-        let published = *space.committed();
+        let committed = space.committed();
+        let published = Published::of(committed);
+        let inline_max = committed.inline_max;
         let usage = usage_of(&space);
         Map {
             region,
             seed: published.seed,
-            inline_max: published.inline_max,
+            inline_max,
             writer: spin::Mutex::new(space),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
@@ -677,10 +688,12 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 }
 
 /// A consistent snapshot of the map at one commit.
+// The store first, at offset 0: a lookup passes `&self.store` without an addition.
+#[repr(C)]
 pub struct ReadTxn<'m, R: Region, H: KeyHasher = Murmur3> {
-    map: &'m Map<R, H>,
-    meta: Meta,
     store: SnapshotStore<'m, Arc<R>>,
+    map: &'m Map<R, H>,
+    meta: Published,
 }
 
 impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
@@ -918,10 +931,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Ok(false);
         }
         let pair = self.pair_for(key, value, hash)?;
-        let value_entry = match pair.value {
-            ValueBuf::Entry { offset, len } => Some(ValueBuf::Entry { offset, len }),
-            ValueBuf::Inline(_) => None,
-        };
+        let value_entry = pair.entry();
         let hash_of = |k: &[u8]| map.hash(k);
         let mut trie = TxnTrie {
             store: &mut *self.space,
@@ -931,9 +941,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             Ok(done) => done,
             Err(e) => {
                 // Every entry the transaction wrote must be reachable at commit.
-                if let Some(v) = value_entry {
-                    self.free_value(v)?;
-                }
+                self.free_value(value_entry)?;
                 return Err(e);
             }
         };
@@ -944,7 +952,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 Ok(true)
             }
             Some(old) => {
-                self.free_value(old)?;
+                self.free_value(old.entry())?;
                 Ok(false)
             }
         }
@@ -974,24 +982,25 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Ok(false);
         }
         // A value entry the transaction wrote is referenced from one of its own nodes.
-        let Some(ValueBuf::Entry { offset, len }) =
-            write::own_value_mut(&mut self.arena, self.root, hash, key)
-        else {
+        let Some(pair) = write::own_pair_mut(&mut self.arena, self.root, hash, key) else {
             return Ok(false);
         };
-        if !self.space.is_own(*offset) {
+        let Some(offset) = pair.entry() else {
+            return Ok(false);
+        };
+        if !self.space.is_own(offset) {
             return Ok(false);
         }
-        let (header, _) = self.space.entry(*offset)?;
+        let (header, _) = self.space.entry(offset)?;
         if value.len() as u64 > u64::from(header.capacity) - HEADER_LEN as u64 {
             return Ok(false);
         }
-        if let Err(e) = self.space.rewrite_own(*offset, value) {
+        if let Err(e) = self.space.rewrite_own(offset, value) {
             self.failed = Some(e);
             return Err(e);
         }
         // Fits: `value.len()` is at most the entry's capacity, a u32.
-        *len = value.len() as u32;
+        pair.set_entry(offset, value.len() as u32);
         Ok(true)
     }
 
@@ -1000,26 +1009,24 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     fn pair_for(&mut self, key: &[u8], value: &[u8], hash: [u64; 2]) -> Result<PairBuf, Error> {
         check_lengths(key, value)?;
         let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
-            ValueBuf::Inline(value.to_vec())
+            ValueRef::Inline(value)
         } else {
             let extension = self.map.extension.load(Ordering::Relaxed);
             let capacity = HEADER_LEN as u64 + room_for(value.len(), extension);
             let offset = self
                 .space
                 .write_entry(EntryKind::Value, hash[0], value, capacity)?;
-            ValueBuf::Entry {
+            ValueRef::Entry {
                 offset,
                 len: value.len() as u32,
             }
         };
-        Ok(PairBuf {
-            key: key.to_vec(),
-            value,
-        })
+        Ok(PairBuf::new(key, value))
     }
 
-    fn free_value(&mut self, value: ValueBuf) -> Result<(), Error> {
-        if let ValueBuf::Entry { offset, .. } = value {
+    /// Frees the value entry at `entry`, if the value had one.
+    fn free_value(&mut self, entry: Option<u64>) -> Result<(), Error> {
+        if let Some(offset) = entry {
             self.space.free_entry(offset)?;
         }
         Ok(())
@@ -1048,7 +1055,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             .count
             .checked_sub(1)
             .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
-        self.free_value(value)?;
+        self.free_value(value.entry())?;
         Ok(true)
     }
 
@@ -1096,7 +1103,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             self.space.abort();
             return Err(e);
         }
-        let meta = *self.space.committed();
+        let meta = Published::of(self.space.committed());
         // Publish, then read the floor: a reader registering from now on sees `meta`.
         let floor = {
             let mut snapshots = map.lock_snapshots();

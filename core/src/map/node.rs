@@ -13,6 +13,7 @@
 
 use alloc::vec::Vec;
 
+use super::trie::NodeRef;
 use crate::Error;
 
 /// Bits of the hash a level consumes: 64 slots a branch.
@@ -280,57 +281,90 @@ impl<'a> Collision<'a> {
     }
 }
 
-/// An owned value, for building nodes.
+/// An owned pair, held as its encoded bytes (the pair layout above: header, key, then
+/// the inline value or the value entry's offset). One allocation a pair, and a node is
+/// encoded by copying its pairs whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ValueBuf {
-    Inline(Vec<u8>),
-    Entry { offset: u64, len: u32 },
-}
-
-/// An owned pair.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PairBuf {
-    pub(crate) key: Vec<u8>,
-    pub(crate) value: ValueBuf,
-}
+pub(crate) struct PairBuf(Vec<u8>);
 
 impl PairBuf {
+    /// Encodes `key` and `value`. The key's length is checked against
+    /// [`MAX_KEY_LEN`] and an inline value's against the node's limits before a pair is
+    /// built.
+    pub(crate) fn new(key: &[u8], value: ValueRef<'_>) -> Self {
+        let (flags, vlen, tail) = match value {
+            ValueRef::Inline(v) => (0, v.len() as u32, v),
+            ValueRef::Entry { len, .. } => (FLAG_VALUE_REF, len, &[][..]),
+        };
+        // key_len u16 | flags u16 | value_len u32, written as one word.
+        let head = key.len() as u64 | u64::from(flags) << 16 | u64::from(vlen) << 32;
+        let mut b = Vec::with_capacity(PAIR_HEADER + key.len() + tail.len().max(8));
+        b.extend_from_slice(&head.to_le_bytes());
+        b.extend_from_slice(key);
+        match value {
+            ValueRef::Inline(v) => b.extend_from_slice(v),
+            ValueRef::Entry { offset, .. } => b.extend_from_slice(&offset.to_le_bytes()),
+        }
+        PairBuf(b)
+    }
+
     pub(crate) fn from_ref(p: &PairRef<'_>) -> Self {
-        PairBuf {
-            key: p.key.to_vec(),
-            value: match p.value {
-                ValueRef::Inline(v) => ValueBuf::Inline(v.to_vec()),
-                ValueRef::Entry { offset, len } => ValueBuf::Entry { offset, len },
-            },
+        PairBuf::new(p.key, p.value)
+    }
+
+    /// The pair's header word (see [`new`](Self::new)). The bytes were built by `new`,
+    /// so the reads below cannot fail; they fall back to empty rather than panic.
+    fn head(&self) -> u64 {
+        rd_u64(&self.0, 0).unwrap_or(0)
+    }
+
+    fn key_end(&self) -> usize {
+        PAIR_HEADER + (self.head() & 0xffff) as usize
+    }
+
+    pub(crate) fn key(&self) -> &[u8] {
+        self.0.get(PAIR_HEADER..self.key_end()).unwrap_or(&[])
+    }
+
+    pub(crate) fn value(&self) -> ValueRef<'_> {
+        let head = self.head();
+        let end = self.key_end();
+        if (head >> 16) as u16 == FLAG_VALUE_REF {
+            ValueRef::Entry {
+                offset: rd_u64(&self.0, end).unwrap_or(0),
+                len: (head >> 32) as u32,
+            }
+        } else {
+            ValueRef::Inline(self.0.get(end..).unwrap_or(&[]))
+        }
+    }
+
+    /// The value entry's offset, if the value has an entry of its own.
+    pub(crate) fn entry(&self) -> Option<u64> {
+        match self.value() {
+            ValueRef::Entry { offset, .. } => Some(offset),
+            ValueRef::Inline(_) => None,
+        }
+    }
+
+    /// Points the pair at a value entry of `len` bytes at `offset` (the pair's value
+    /// must already be in an entry).
+    pub(crate) fn set_entry(&mut self, offset: u64, len: u32) {
+        let end = self.key_end();
+        if let Some(b) = self.0.get_mut(4..8) {
+            b.copy_from_slice(&len.to_le_bytes());
+        }
+        if let Some(b) = self.0.get_mut(end..end + 8) {
+            b.copy_from_slice(&offset.to_le_bytes());
         }
     }
 
     fn encoded_len(&self) -> usize {
-        PAIR_HEADER
-            + self.key.len()
-            + match &self.value {
-                ValueBuf::Inline(v) => v.len(),
-                ValueBuf::Entry { .. } => 8,
-            }
+        self.0.len()
     }
 
     fn encode_into(&self, out: &mut Vec<u8>) {
-        // Key length is checked against MAX_KEY_LEN before a pair is built.
-        out.extend_from_slice(&(self.key.len() as u16).to_le_bytes());
-        match &self.value {
-            ValueBuf::Inline(v) => {
-                out.extend_from_slice(&0u16.to_le_bytes());
-                out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-                out.extend_from_slice(&self.key);
-                out.extend_from_slice(v);
-            }
-            ValueBuf::Entry { offset, len } => {
-                out.extend_from_slice(&FLAG_VALUE_REF.to_le_bytes());
-                out.extend_from_slice(&len.to_le_bytes());
-                out.extend_from_slice(&self.key);
-                out.extend_from_slice(&offset.to_le_bytes());
-            }
-        }
+        out.extend_from_slice(&self.0);
     }
 }
 
@@ -345,28 +379,24 @@ pub(crate) struct NodeBuf {
 }
 
 impl NodeBuf {
-    pub(crate) fn from_branch(b: &Branch<'_>) -> Result<Self, Error> {
-        let mut node = NodeBuf {
-            datamap: b.datamap,
-            nodemap: b.nodemap,
-            children: Vec::with_capacity(b.child_count()),
-            pairs: Vec::with_capacity(b.pair_count() + 1),
+    /// Decodes a committed node.
+    pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
+        let mut buf = NodeBuf {
+            pairs: Vec::with_capacity(node.pair_count() + 1),
+            ..NodeBuf::default()
         };
-        for i in 0..b.child_count() {
-            node.children.push(b.child(i)?);
+        if let NodeRef::Branch(b) = node {
+            buf.datamap = b.datamap;
+            buf.nodemap = b.nodemap;
+            buf.children.reserve_exact(b.child_count());
+            for i in 0..b.child_count() {
+                buf.children.push(b.child(i)?);
+            }
         }
-        for i in 0..b.pair_count() {
-            node.pairs.push(PairBuf::from_ref(&b.pair(i)?));
+        for rank in 0..node.pair_count() {
+            buf.pairs.push(PairBuf::from_ref(&node.pair(rank)?));
         }
-        Ok(node)
-    }
-
-    pub(crate) fn from_collision(c: &Collision<'_>) -> Result<Self, Error> {
-        let mut node = NodeBuf::default();
-        for i in 0..c.len() {
-            node.pairs.push(PairBuf::from_ref(&c.pair(i)?));
-        }
-        Ok(node)
+        Ok(buf)
     }
 
     fn pair_rank(&self, idx: usize) -> usize {
@@ -422,27 +452,39 @@ impl NodeBuf {
         self.children.remove(rank);
     }
 
-    pub(crate) fn encode_branch(&self) -> Vec<u8> {
-        let fixed = BRANCH_FIXED + 8 * self.children.len() + 4 * self.pairs.len();
+    /// Encodes the node as a branch (`branch`) or a collision node: one encoder for
+    /// both, which differ only in the fixed part before the pair table.
+    pub(crate) fn encode(&self, branch: bool) -> Vec<u8> {
+        let head = if branch {
+            BRANCH_FIXED + 8 * self.children.len()
+        } else {
+            COLLISION_FIXED
+        };
+        let fixed = head + 4 * self.pairs.len();
         let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
         let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&self.datamap.to_le_bytes());
-        out.extend_from_slice(&self.nodemap.to_le_bytes());
-        for c in &self.children {
-            out.extend_from_slice(&c.to_le_bytes());
+        if branch {
+            out.extend_from_slice(&self.datamap.to_le_bytes());
+            out.extend_from_slice(&self.nodemap.to_le_bytes());
+            for c in &self.children {
+                out.extend_from_slice(&c.to_le_bytes());
+            }
+        } else {
+            // count u32 | 0u32
+            out.extend_from_slice(&u64::from(self.pairs.len() as u32).to_le_bytes());
         }
         self.encode_pairs(fixed, &mut out);
         out
     }
 
+    #[cfg(test)]
+    pub(crate) fn encode_branch(&self) -> Vec<u8> {
+        self.encode(true)
+    }
+
+    #[cfg(test)]
     pub(crate) fn encode_collision(&self) -> Vec<u8> {
-        let fixed = COLLISION_FIXED + 4 * self.pairs.len();
-        let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
-        let mut out = Vec::with_capacity(total);
-        out.extend_from_slice(&(self.pairs.len() as u32).to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        self.encode_pairs(fixed, &mut out);
-        out
+        self.encode(false)
     }
 
     fn encode_pairs(&self, fixed: usize, out: &mut Vec<u8>) {
@@ -551,22 +593,16 @@ mod tests {
     #[test]
     fn branch_round_trips() {
         let mut n = NodeBuf::default();
-        n.insert_pair(
-            5,
-            PairBuf {
-                key: b"k5".to_vec(),
-                value: ValueBuf::Inline(b"v5".to_vec()),
-            },
-        );
+        n.insert_pair(5, PairBuf::new(b"k5", ValueRef::Inline(b"v5")));
         n.insert_pair(
             1,
-            PairBuf {
-                key: b"k1".to_vec(),
-                value: ValueBuf::Entry {
+            PairBuf::new(
+                b"k1",
+                ValueRef::Entry {
                     offset: 4096,
                     len: 10_000,
                 },
-            },
+            ),
         );
         n.insert_child(3, 8192);
         let bytes = n.encode_branch();
@@ -591,29 +627,23 @@ mod tests {
             panic!("slot 5")
         };
         assert_eq!(p.value, ValueRef::Inline(b"v5"));
-        let again = NodeBuf::from_branch(&b).unwrap();
+        let again = NodeBuf::from_node(&NodeRef::Branch(b)).unwrap();
         assert_eq!(again.encode_branch(), bytes);
     }
 
     #[test]
     fn borrowed_encoders_write_the_same_bytes() {
         let mut n = NodeBuf::default();
-        n.insert_pair(
-            7,
-            PairBuf {
-                key: b"seven".to_vec(),
-                value: ValueBuf::Inline(b"value 7".to_vec()),
-            },
-        );
+        n.insert_pair(7, PairBuf::new(b"seven", ValueRef::Inline(b"value 7")));
         n.insert_pair(
             2,
-            PairBuf {
-                key: b"two".to_vec(),
-                value: ValueBuf::Entry {
+            PairBuf::new(
+                b"two",
+                ValueRef::Entry {
                     offset: 4096,
                     len: 900,
                 },
-            },
+            ),
         );
         n.insert_child(40, 8192);
         n.insert_child(3, 1024);
@@ -621,14 +651,8 @@ mod tests {
             .pairs
             .iter()
             .map(|p| PairRef {
-                key: &p.key,
-                value: match &p.value {
-                    ValueBuf::Inline(v) => ValueRef::Inline(v),
-                    ValueBuf::Entry { offset, len } => ValueRef::Entry {
-                        offset: *offset,
-                        len: *len,
-                    },
-                },
+                key: p.key(),
+                value: p.value(),
             })
             .collect();
         let mut out = vec![0xee; 3];
@@ -638,7 +662,7 @@ mod tests {
             pairs: n.pairs.clone(),
             ..NodeBuf::default()
         };
-        c.pairs.sort_by(|a, b| a.key.cmp(&b.key));
+        c.pairs.sort_by(|a, b| a.key().cmp(b.key()));
         let mut sorted = refs.clone();
         sorted.sort_by(|a, b| a.key.cmp(b.key));
         encode_collision_refs(&sorted, &mut out);
@@ -648,13 +672,7 @@ mod tests {
     #[test]
     fn damaged_nodes_are_errors() {
         let mut n = NodeBuf::default();
-        n.insert_pair(
-            0,
-            PairBuf {
-                key: vec![1; 10],
-                value: ValueBuf::Inline(vec![2; 10]),
-            },
-        );
+        n.insert_pair(0, PairBuf::new(&[1; 10], ValueRef::Inline(&[2; 10])));
         let bytes = n.encode_branch();
         assert!(branch_slot(&bytes, 0, 0).is_ok());
         for cut in 0..bytes.len() {

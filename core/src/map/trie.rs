@@ -4,7 +4,7 @@
 use alloc::vec::Vec;
 
 use super::node::{
-    Branch, Collision, MAX_DEPTH, SlotAt, SlotRef, ValueRef, branch_slot, child_at, chunk,
+    Branch, Collision, MAX_DEPTH, PairRef, SlotAt, SlotRef, ValueRef, branch_slot, child_at, chunk,
     locate_slot, pair_in, pair_pos,
 };
 use crate::Error;
@@ -59,6 +59,24 @@ pub(crate) enum NodeRef<'a> {
     Collision(Collision<'a>),
 }
 
+impl<'a> NodeRef<'a> {
+    /// Pairs in the node.
+    pub(crate) fn pair_count(&self) -> usize {
+        match self {
+            NodeRef::Branch(b) => b.pair_count(),
+            NodeRef::Collision(c) => c.len(),
+        }
+    }
+
+    /// The pair at `rank` among the node's pairs.
+    pub(crate) fn pair(&self, rank: usize) -> Result<PairRef<'a>, Error> {
+        match self {
+            NodeRef::Branch(b) => b.pair(rank),
+            NodeRef::Collision(c) => c.pair(rank),
+        }
+    }
+}
+
 /// Reads the node at `offset`, which sits at `depth`.
 pub(crate) fn read_node<S: NodeStore + ?Sized>(
     s: &S,
@@ -80,6 +98,28 @@ pub(crate) fn read_node<S: NodeStore + ?Sized>(
             "expected a trie node of this depth",
         )),
     }
+}
+
+/// An edge of a node: a value entry (with the rank of its pair) or a child node.
+pub(crate) enum Edge {
+    Value { rank: usize, offset: u64 },
+    Child(u64),
+}
+
+/// Calls `f` with every edge of `node`: its value entries in pair order, then its
+/// children in slot order. One loop for `open`'s walk and compaction's `relocate`.
+pub(crate) fn for_each_edge(node: &NodeRef<'_>, f: &mut dyn FnMut(Edge)) -> Result<(), Error> {
+    for rank in 0..node.pair_count() {
+        if let ValueRef::Entry { offset, .. } = node.pair(rank)?.value {
+            f(Edge::Value { rank, offset });
+        }
+    }
+    if let NodeRef::Branch(b) = node {
+        for i in 0..b.child_count() {
+            f(Edge::Child(b.child(i)?));
+        }
+    }
+    Ok(())
 }
 
 /// The bytes of a value, reading its value entry if it has one.

@@ -16,8 +16,8 @@
 
 use alloc::vec::Vec;
 
-use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueBuf, ValueRef, chunk};
-use super::trie::{self, NodeRef, NodeStore, NodeStoreMut};
+use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk};
+use super::trie::{self, Edge, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -82,10 +82,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         // Damage must be reported, not copied into a fresh node with a valid checksum.
         self.store.entry_verified(id)?;
-        let node = match trie::read_node(&*self.store, id, depth)? {
-            NodeRef::Branch(b) => NodeBuf::from_branch(&b)?,
-            NodeRef::Collision(c) => NodeBuf::from_collision(&c)?,
-        };
+        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         // The committed node stays readable (for snapshots and crash recovery) until the
         // commit that replaces it no longer needs it.
         self.store.free_entry(id)?;
@@ -102,7 +99,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let mut node = NodeBuf::default();
         if depth >= MAX_DEPTH {
             let (mut x, mut y) = (a.0, b.0);
-            if y.key < x.key {
+            if y.key() < x.key() {
                 core::mem::swap(&mut x, &mut y);
             }
             node.pairs = alloc::vec![x, y];
@@ -121,7 +118,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
 
     /// Inserts or replaces `pair` (whose key hashes to `hash`) in the subtree `id` at
     /// `depth`. `hash_of` hashes keys already in the trie when two must be split apart.
-    /// Returns the subtree's node and the value replaced, if the key was there.
+    /// Returns the subtree's node and the pair replaced, if the key was there.
     pub(crate) fn insert(
         &mut self,
         hash_of: &dyn Fn(&[u8]) -> [u64; 2],
@@ -129,7 +126,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         depth: u32,
         hash: [u64; 2],
         pair: PairBuf,
-    ) -> Result<(NodeId, Option<ValueBuf>), Error> {
+    ) -> Result<(NodeId, Option<PairBuf>), Error> {
         if id == 0 {
             let mut node = NodeBuf::default();
             node.insert_pair(chunk(hash, depth), pair);
@@ -138,11 +135,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let id = self.own(id, depth)?;
         if depth >= MAX_DEPTH {
             let node = self.arena.get_mut(id);
-            let replaced = match node
-                .pairs
-                .binary_search_by(|p| p.key.as_slice().cmp(&pair.key))
-            {
-                Ok(i) => Some(core::mem::replace(&mut node.pairs[i], pair).value),
+            let replaced = match node.pairs.binary_search_by(|p| p.key().cmp(pair.key())) {
+                Ok(i) => Some(core::mem::replace(&mut node.pairs[i], pair)),
                 Err(i) => {
                     node.pairs.insert(i, pair);
                     None
@@ -155,14 +149,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let node = self.arena.get_mut(id);
         if node.datamap & bit != 0 {
             let existing = node.pair_mut(idx);
-            if existing.key == pair.key {
-                return Ok((
-                    id,
-                    Some(core::mem::replace(&mut existing.value, pair.value)),
-                ));
+            if existing.key() == pair.key() {
+                return Ok((id, Some(core::mem::replace(existing, pair))));
             }
             let existing = node.take_pair(idx);
-            let existing_hash = hash_of(&existing.key);
+            let existing_hash = hash_of(existing.key());
             let child = self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
             self.arena.get_mut(id).insert_child(idx, child);
             Ok((id, None))
@@ -178,27 +169,27 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
     }
 
     /// Removes `key`, which the caller found in the subtree `id` at `depth`; returns
-    /// what became of the subtree and the removed value.
+    /// what became of the subtree and the removed pair.
     pub(crate) fn remove(
         &mut self,
         id: NodeId,
         depth: u32,
         hash: [u64; 2],
         key: &[u8],
-    ) -> Result<(Removal, ValueBuf), Error> {
+    ) -> Result<(Removal, PairBuf), Error> {
         let id = self.own(id, depth)?;
         let node = self.arena.get_mut(id);
         let removed = if depth >= MAX_DEPTH {
             let i = node
                 .pairs
-                .binary_search_by(|p| p.key.as_slice().cmp(key))
+                .binary_search_by(|p| p.key().cmp(key))
                 .map_err(|_| Error::corrupted(0, "key vanished during removal"))?;
-            node.pairs.remove(i).value
+            node.pairs.remove(i)
         } else {
             let idx = chunk(hash, depth);
             let bit = 1u64 << idx;
             if node.datamap & bit != 0 {
-                node.take_pair(idx).value
+                node.take_pair(idx)
             } else if node.nodemap & bit != 0 {
                 let child = node.child_at(idx);
                 let (result, value) = self.remove(child, depth + 1, hash, key)?;
@@ -249,26 +240,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         // The children's offsets, and the ranks and offsets of the values in entries.
         let mut children = Vec::new();
         let mut values = Vec::new();
-        let mut value = |rank: usize, v: ValueRef<'_>| {
-            if let ValueRef::Entry { offset, .. } = v {
-                values.push((rank, offset));
-            }
-        };
-        match trie::read_node(&*self.store, id, depth)? {
-            NodeRef::Branch(b) => {
-                for i in 0..b.child_count() {
-                    children.push(b.child(i)?);
-                }
-                for i in 0..b.pair_count() {
-                    value(i, b.pair(i)?.value);
-                }
-            }
-            NodeRef::Collision(c) => {
-                for i in 0..c.len() {
-                    value(i, c.pair(i)?.value);
-                }
-            }
-        }
+        let node = trie::read_node(&*self.store, id, depth)?;
+        trie::for_each_edge(&node, &mut |edge| match edge {
+            Edge::Value { rank, offset } => values.push((rank, offset)),
+            Edge::Child(c) => children.push(c),
+        })?;
         let mut moved = false;
         for child in &mut children {
             let new = self.relocate(*child, depth + 1, limit, budget)?;
@@ -295,7 +271,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let id = self.own(id, depth)?;
         self.arena.get_mut(id).children = children;
         for (rank, _) in values {
-            let ValueBuf::Entry { offset, len } = self.arena.get(id).pairs[rank].value else {
+            let ValueRef::Entry { offset, len } = self.arena.get(id).pairs[rank].value() else {
                 continue;
             };
             let (vh, bytes) = self.store.entry_verified(offset)?;
@@ -309,7 +285,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
             self.store.free_entry(offset)?;
             *budget = budget.saturating_sub(u64::from(vh.capacity));
-            self.arena.get_mut(id).pairs[rank].value = ValueBuf::Entry { offset: new, len };
+            self.arena.get_mut(id).pairs[rank].set_entry(new, len);
         }
         Ok(id)
     }
@@ -324,11 +300,13 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         for i in 0..node.children.len() {
             node.children[i] = self.flush(node.children[i], depth + 1)?;
         }
-        let (kind, payload) = if depth < MAX_DEPTH {
-            (EntryKind::Branch, node.encode_branch())
+        let branch = depth < MAX_DEPTH;
+        let kind = if branch {
+            EntryKind::Branch
         } else {
-            (EntryKind::Collision, node.encode_collision())
+            EntryKind::Collision
         };
+        let payload = node.encode(branch);
         let capacity = HEADER_LEN as u64 + payload.len() as u64;
         self.store
             .write_entry(kind, u64::from(depth), &payload, capacity)
@@ -350,19 +328,19 @@ pub(crate) fn get<'a, S: NodeStore>(
         if depth >= MAX_DEPTH {
             return node
                 .pairs
-                .binary_search_by(|p| p.key.as_slice().cmp(key))
+                .binary_search_by(|p| p.key().cmp(key))
                 .ok()
-                .map(|i| inline_or_entry(store, &node.pairs[i].value))
+                .map(|i| trie::value_bytes(store, node.pairs[i].value()))
                 .transpose();
         }
         let idx = chunk(hash, depth);
         let bit = 1u64 << idx;
         if node.datamap & bit != 0 {
             let pair = node.pair(idx);
-            if pair.key != key {
+            if pair.key() != key {
                 return Ok(None);
             }
-            return inline_or_entry(store, &pair.value).map(Some);
+            return trie::value_bytes(store, pair.value()).map(Some);
         }
         if node.nodemap & bit == 0 {
             return Ok(None);
@@ -379,14 +357,15 @@ pub(crate) fn get<'a, S: NodeStore>(
     }
 }
 
-/// The value of `key` if the pair lives in one of the transaction's own (arena) nodes,
-/// for an in-place rewrite; `None` when the key is absent or only in committed nodes.
-pub(crate) fn own_value_mut<'a>(
+/// The pair of `key` if it lives in one of the transaction's own (arena) nodes, for an
+/// in-place rewrite of its value; `None` when the key is absent or only in committed
+/// nodes.
+pub(crate) fn own_pair_mut<'a>(
     arena: &'a mut Arena,
     root: NodeId,
     hash: [u64; 2],
     key: &[u8],
-) -> Option<&'a mut ValueBuf> {
+) -> Option<&'a mut PairBuf> {
     let mut id = root;
     let mut depth = 0;
     // Find the deepest own node on the key's path first: the borrow checker lets one
@@ -408,29 +387,13 @@ pub(crate) fn own_value_mut<'a>(
     }
     let node = arena.get_mut(id);
     if depth >= MAX_DEPTH {
-        let i = node
-            .pairs
-            .binary_search_by(|p| p.key.as_slice().cmp(key))
-            .ok()?;
-        return Some(&mut node.pairs[i].value);
+        let i = node.pairs.binary_search_by(|p| p.key().cmp(key)).ok()?;
+        return Some(&mut node.pairs[i]);
     }
     let idx = chunk(hash, depth);
     if node.datamap & (1u64 << idx) == 0 {
         return None;
     }
     let pair = node.pair_mut(idx);
-    (pair.key == key).then_some(&mut pair.value)
-}
-
-fn inline_or_entry<'a, S: NodeStore>(store: &'a S, value: &'a ValueBuf) -> Result<&'a [u8], Error> {
-    match value {
-        ValueBuf::Inline(v) => Ok(v),
-        ValueBuf::Entry { offset, len } => trie::value_bytes(
-            store,
-            ValueRef::Entry {
-                offset: *offset,
-                len: *len,
-            },
-        ),
-    }
+    (pair.key() == key).then_some(pair)
 }

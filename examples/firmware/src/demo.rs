@@ -44,7 +44,10 @@ pub(crate) struct Summary {
 }
 
 fn key(i: u8) -> [u8; 8] {
-    [b's', b'e', b'n', b's', b'o', b'r', b'/', i]
+    // One 8-byte constant and a byte store, not eight byte stores.
+    let mut k = *b"sensor/\0";
+    k[7] = i;
+    k
 }
 
 /// Short values live inline; every fourth key gets a value long enough for an entry of
