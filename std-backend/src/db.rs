@@ -492,10 +492,15 @@ impl Shared {
             used_end_before: self.map.space_usage().used_end,
             ..MapCompactReport::default()
         };
+        // A step walks the trie down to what it moves, and what it cannot prune it reads:
+        // on a large, fragmented map that walk costs more than the copying. Steps of an
+        // eighth of the used length (as `Map::compact` takes) keep it to a handful of
+        // walks; writers still get their turn between steps.
+        let step = COMPACT_STEP_BYTES.max(report.used_end_before / 8);
         loop {
             let moved = {
                 let _writer = lock(&self.writer);
-                self.map.compact_step(COMPACT_STEP_BYTES)?
+                self.map.compact_step(step)?
             };
             if moved == 0 || self.stopping() {
                 break;
@@ -619,7 +624,7 @@ fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
     Ok(())
 }
 
-/// Bytes a compaction step copies before it commits and lets writers in.
+/// The least bytes a compaction step copies before it commits and lets writers in.
 const COMPACT_STEP_BYTES: u64 = 4 << 20;
 
 /// A 64-bit seed from the operating system's random source.
