@@ -522,8 +522,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     }
 
     /// Fills an empty map from `pairs` in one durable commit, far faster than one `put`
-    /// at a time: the pairs are sorted by their path and the trie is written bottom-up,
-    /// each node once, packed. A repeated key keeps its last value. Returns the number
+    /// at a time: the pairs are placed by radix passes on their hash chunks and the trie
+    /// is written bottom-up, each node once, packed (see [`WriteTxn::fill`]). A repeated key keeps its last value. Returns the number
     /// of keys. A map that is not empty is an [`Error::InvalidOption`].
     pub fn bulk_load<K, V>(&self, pairs: impl IntoIterator<Item = (K, V)>) -> Result<u64, Error>
     where
