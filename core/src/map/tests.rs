@@ -1094,3 +1094,56 @@ fn get_many_views_nothing_past_the_snapshot_on_a_damaged_child_offset() {
         "get_many viewed offset {highest}, past the snapshot's used end {used_end}"
     );
 }
+
+#[test]
+fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
+    // Region sizes from "the values do not fit" to "everything fits": the fill fails
+    // while writing values, while freeing replaced ones, or while writing nodes. Each
+    // time the commit refuses, the map is as it was, and a later transaction works.
+    use crate::SliceRegion;
+    let mut pairs = Vec::new();
+    for round in 0u8..3 {
+        for k in 0u8..40 {
+            pairs.push((vec![k, k % 3], vec![round ^ k; 20 + usize::from(k)]));
+        }
+    }
+    let (mut filled, mut refused) = (0, 0);
+    for size in (4096..24_576).step_by(256) {
+        let mut bytes = vec![0u8; size];
+        let Ok(map) =
+            Map::create_with_hasher(SliceRegion::new(&mut bytes), small_inline(), FewBits)
+        else {
+            continue;
+        };
+        let before = map.space_usage();
+        let mut txn = map.begin_write();
+        match txn.fill(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))) {
+            Ok(n) => {
+                assert_eq!(n, 40);
+                if txn.commit().is_ok() {
+                    filled += 1;
+                    assert_eq!(map.len(), 40);
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(matches!(e, Error::Region(_)), "{e:?}");
+                assert_eq!(txn.commit(), Err(e));
+                assert!(map.is_empty());
+                assert_eq!(map.space_usage(), before, "size {size}");
+            }
+        }
+        let report = map.check();
+        assert!(report.is_ok(), "size {size}: {:?}", report.problems);
+        let n = map.len();
+        if n == 0 {
+            // The room the failed fill took is back.
+            map.put(b"later", b"works").unwrap();
+            assert!(map.check().is_ok());
+        }
+        let map = Map::open_with_hasher(map.into_region(), FewBits).unwrap();
+        assert!(map.check().is_ok());
+        assert_eq!(map.len(), n.max(1));
+    }
+    assert!(filled > 0 && refused > 0, "{filled} filled, {refused} refused");
+}
