@@ -1147,3 +1147,21 @@ fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
     }
     assert!(filled > 0 && refused > 0, "{filled} filled, {refused} refused");
 }
+
+/// Hashes that agree on the 126 bits the 21 branch levels use and differ in the top two.
+#[derive(Clone, Copy, Default)]
+struct TopBits;
+
+impl KeyHasher for TopBits {
+    fn hash(&self, _seed: u64, key: &[u8]) -> [u64; 2] {
+        [0x1234, u64::from(key.first().copied().unwrap_or(0) & 3) << 62]
+    }
+}
+
+#[test]
+fn keys_differing_only_in_the_unused_hash_bits_share_a_collision_node() {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0u8..12)
+        .map(|i| (vec![i, i / 4], vec![i; 3 + usize::from(i) * 2]))
+        .collect();
+    fill_agrees_after_reopen(TopBits, &pairs);
+}
