@@ -1145,7 +1145,10 @@ fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
         assert!(map.check().is_ok());
         assert_eq!(map.len(), n.max(1));
     }
-    assert!(filled > 0 && refused > 0, "{filled} filled, {refused} refused");
+    assert!(
+        filled > 0 && refused > 0,
+        "{filled} filled, {refused} refused"
+    );
 }
 
 /// Hashes that agree on the 126 bits the 21 branch levels use and differ in the top two.
@@ -1154,7 +1157,10 @@ struct TopBits;
 
 impl KeyHasher for TopBits {
     fn hash(&self, _seed: u64, key: &[u8]) -> [u64; 2] {
-        [0x1234, u64::from(key.first().copied().unwrap_or(0) & 3) << 62]
+        [
+            0x1234,
+            u64::from(key.first().copied().unwrap_or(0) & 3) << 62,
+        ]
     }
 }
 
