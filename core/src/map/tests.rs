@@ -986,7 +986,7 @@ fn get_many_agrees_with_get_on_every_damaged_byte() {
         probes.push(b"zz");
         // Every byte natively; a sample under Miri, which interprets every instruction.
         let (stride, flips): (usize, &[u8]) = if cfg!(miri) {
-            (97, &[0xff])
+            (397, &[0xff])
         } else {
             (1, &[0x01, 0x10, 0x80, 0xff])
         };
@@ -1114,7 +1114,7 @@ fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
         }
     }
     let (mut filled, mut refused) = (0, 0);
-    for size in (4096..24_576).step_by(if cfg!(miri) { 2048 } else { 256 }) {
+    for size in (4096..24_576).step_by(if cfg!(miri) { 4096 } else { 256 }) {
         let mut bytes = vec![0u8; size];
         let Ok(map) =
             Map::create_with_hasher(SliceRegion::new(&mut bytes), small_inline(), FewBits)
