@@ -680,7 +680,12 @@ impl<R: Region> NodeStore for SnapshotStore<'_, R> {
 
     fn prefetch(&self, offset: u64, len: usize) {
         // One byte is viewed (the entry's first, inside the snapshot); the lines after it
-        // are only named by address.
+        // are only named by address. The offset is not checked yet (a damaged child
+        // offset may point anywhere): nothing at or past the used end is viewed, where
+        // the writer appends and `shrink` releases.
+        if offset >= self.used_end {
+            return;
+        }
         if let Ok(bytes) = self.region.view(offset, 1) {
             crate::prefetch::prefetch_lines(bytes, len);
         }

@@ -890,3 +890,290 @@ fn both_payload_reads_agree_on_every_entry_and_every_damaged_byte() {
         }
     }
 }
+
+/// Fills a map with `pairs` (repeated keys, values above `inline_max`), commits, and
+/// holds the result to the model: lookups one at a time and batched, `check`, and the
+/// free space the writer keeps against the free space a reopen finds by walking (a value
+/// entry of a replaced duplicate neither leaked nor freed twice).
+fn fill_agrees_after_reopen<H: KeyHasher + Copy>(hasher: H, pairs: &[(Vec<u8>, Vec<u8>)]) {
+    let map = Map::create_with_hasher(region(), small_inline(), hasher).unwrap();
+    let mut model = Model::new();
+    for (k, v) in pairs {
+        model.insert(k.clone(), v.clone());
+    }
+    let mut txn = map.begin_write();
+    let n = txn
+        .fill(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
+        .unwrap();
+    assert_eq!(n, model.len() as u64);
+    for (k, v) in &model {
+        assert_eq!(txn.get(k).unwrap(), Some(&v[..]));
+    }
+    txn.commit().unwrap();
+    // A second commit makes the first one's pending frees free.
+    map.shrink().unwrap();
+    let usage = map.space_usage();
+    check_snapshot(&map.begin_read(), &model);
+    let mut probes: Vec<&[u8]> = model.keys().map(Vec::as_slice).collect();
+    probes.push(b"absent");
+    probes.push(b"");
+    let snapshot = map.begin_read();
+    let many = snapshot.get_many(&probes).unwrap();
+    for (k, got) in probes.iter().zip(&many) {
+        assert_eq!(*got, snapshot.get(k).unwrap(), "key {k:?}");
+        assert_eq!(*got, model.get(*k).map(Vec::as_slice), "key {k:?}");
+    }
+    drop(snapshot);
+    let by_puts = Map::create_with_hasher(region(), small_inline(), hasher).unwrap();
+    for (k, v) in pairs {
+        by_puts.put(k, v).unwrap();
+    }
+    assert_eq!(shape(&map), shape(&by_puts));
+    let map = Map::open_with_hasher(map.into_region(), hasher).unwrap();
+    check_snapshot(&map.begin_read(), &model);
+    let reopened = map.space_usage();
+    assert_eq!(
+        (usage.used_end, usage.free_bytes + usage.pending_bytes),
+        (
+            reopened.used_end,
+            reopened.free_bytes + reopened.pending_bytes
+        ),
+        "writer's free space vs a reopen's"
+    );
+}
+
+#[test]
+fn fill_with_repeated_large_values_frees_each_loser_once() {
+    let mut pairs = Vec::new();
+    for round in 0u8..4 {
+        for k in 0u8..50 {
+            let len = 9 + usize::from(k) * 3 + usize::from(round);
+            pairs.push((vec![k % 25, k % 7], vec![round ^ k; len]));
+        }
+        pairs.push((Vec::new(), vec![round; 40]));
+    }
+    fill_agrees_after_reopen(Murmur3, &pairs);
+    fill_agrees_after_reopen(Colliding, &pairs);
+    fill_agrees_after_reopen(FewBits, &pairs);
+    // One key, given many times.
+    let one: Vec<_> = (0u8..10).map(|i| (b"k".to_vec(), vec![i; 100])).collect();
+    fill_agrees_after_reopen(Murmur3, &one);
+    fill_agrees_after_reopen(Colliding, &one);
+    let empty: Vec<_> = (0u8..3).map(|i| (Vec::new(), vec![i; 30])).collect();
+    fill_agrees_after_reopen(Colliding, &empty);
+}
+
+#[test]
+fn get_many_agrees_with_get_on_every_damaged_byte() {
+    // On a damaged image a batched lookup may fail, but never panics, and when every
+    // single lookup succeeds it gives their answers.
+    use crate::SliceRegion;
+    fn run<H: KeyHasher + Copy>(hasher: H) {
+        let mut bytes = vec![0u8; 16 << 10];
+        let keys: Vec<Vec<u8>> = (0u8..24).map(|i| vec![i, i / 8]).collect();
+        let used_end = {
+            let map = Map::create_with_hasher(SliceRegion::new(&mut bytes), small_inline(), hasher)
+                .unwrap();
+            map.bulk_load(
+                keys.iter()
+                    .map(|k| (k.clone(), vec![k[0]; usize::from(k[0] % 3) * 7])),
+            )
+            .unwrap();
+            map.begin_read().meta.used_end
+        };
+        let mut probes: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        probes.push(b"");
+        probes.push(b"zz");
+        // Every byte natively; a sample under Miri, which interprets every instruction.
+        let (stride, flips): (usize, &[u8]) = if cfg!(miri) {
+            (397, &[0xff])
+        } else {
+            (1, &[0x01, 0x10, 0x80, 0xff])
+        };
+        for at in (DATA_START as usize..used_end as usize).step_by(stride) {
+            for &flip in flips {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                let Ok(map) = Map::open_with_hasher(SliceRegion::new(&mut damaged), hasher) else {
+                    continue;
+                };
+                let snapshot = map.begin_read();
+                let one: Result<Vec<_>, _> = probes.iter().map(|k| snapshot.get(k)).collect();
+                let many = snapshot.get_many(&probes);
+                match (one, many) {
+                    (Ok(one), Ok(many)) => assert_eq!(one, many, "byte {at} ^ {flip:#x}"),
+                    (Ok(one), Err(e)) => {
+                        panic!("byte {at} ^ {flip:#x}: get {one:?}, get_many {e:?}")
+                    }
+                    (Err(_), Ok(many)) => panic!("byte {at} ^ {flip:#x}: get_many {many:?}"),
+                    (Err(_), Err(_)) => {}
+                }
+            }
+        }
+    }
+    run(Murmur3);
+    run(FewBits);
+    run(Colliding);
+}
+
+/// A region that remembers the highest offset anything viewed, to hold readers to the
+/// Region contract: a snapshot views only bytes below its used end (the writer may be
+/// writing above it, and `shrink` may release it).
+struct ViewSpy<'a> {
+    inner: crate::SliceRegion<'a>,
+    highest_view: core::sync::atomic::AtomicU64,
+}
+
+// SAFETY: forwards every call to the `SliceRegion`, which keeps the three promises;
+// recording an offset changes no behaviour.
+#[allow(unsafe_code)]
+unsafe impl Region for ViewSpy<'_> {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), crate::RegionError> {
+        self.inner.read(offset, buf)
+    }
+    fn view(&self, offset: u64, len: usize) -> Result<&[u8], crate::RegionError> {
+        let v = self.inner.view(offset, len)?;
+        self.highest_view
+            .fetch_max(offset, core::sync::atomic::Ordering::Relaxed);
+        Ok(v)
+    }
+    unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), crate::RegionError> {
+        // SAFETY: the caller keeps `Region::write`'s contract, which is the inner one's.
+        unsafe { self.inner.write(offset, data) }
+    }
+    fn grow(&self, min_len: u64) -> Result<u64, crate::RegionError> {
+        self.inner.grow(min_len)
+    }
+    unsafe fn truncate(&self, new_len: u64) -> Result<u64, crate::RegionError> {
+        // SAFETY: the caller keeps `Region::truncate`'s contract, which is the inner one's.
+        unsafe { self.inner.truncate(new_len) }
+    }
+    fn sync(&self, offset: u64, len: u64) -> Result<(), crate::RegionError> {
+        self.inner.sync(offset, len)
+    }
+}
+
+#[test]
+#[allow(unsafe_code)] // damages the image through `Region::write`
+fn get_many_views_nothing_past_the_snapshot_on_a_damaged_child_offset() {
+    use crate::SliceRegion;
+    let mut bytes = vec![0u8; 64 << 10];
+    let keys: Vec<Vec<u8>> = (0u32..200).map(|i| i.to_le_bytes().to_vec()).collect();
+    let (root, used_end) = {
+        let map = Map::create(SliceRegion::new(&mut bytes), small_inline()).unwrap();
+        map.bulk_load(keys.iter().map(|k| (k, b"v"))).unwrap();
+        let s = map.begin_read();
+        (s.meta.root, s.meta.used_end)
+    };
+    let spy = ViewSpy {
+        inner: SliceRegion::new(&mut bytes),
+        highest_view: core::sync::atomic::AtomicU64::new(0),
+    };
+    // `open` walks the whole trie, so the damage comes after it (another process
+    // writing the file, a bad page read back): the root's first child offset (right
+    // after its two bitmaps) now points past the used end, inside the region, where a
+    // writer appends while the snapshot is open.
+    let map = Map::open(&spy).unwrap();
+    let past = (used_end + 4096) & !7;
+    assert!(past + 64 < spy.len());
+    // SAFETY: no view is alive (no snapshot is open) and no other thread uses the region.
+    unsafe { spy.write(root + HEADER_LEN as u64 + 16, &past.to_le_bytes()) }.unwrap();
+    let snapshot = map.begin_read();
+    assert_eq!(snapshot.meta.used_end, used_end);
+    spy.highest_view
+        .store(0, core::sync::atomic::Ordering::Relaxed);
+    let probes: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    for k in &probes {
+        let _ = snapshot.get(k);
+    }
+    assert!(
+        spy.highest_view.load(core::sync::atomic::Ordering::Relaxed) < used_end,
+        "get viewed past the used end"
+    );
+    assert!(snapshot.get_many(&probes).is_err());
+    let highest = spy.highest_view.load(core::sync::atomic::Ordering::Relaxed);
+    assert!(
+        highest < used_end,
+        "get_many viewed offset {highest}, past the snapshot's used end {used_end}"
+    );
+}
+
+#[test]
+fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
+    // Region sizes from "the values do not fit" to "everything fits": the fill fails
+    // while writing values, while freeing replaced ones, or while writing nodes. Each
+    // time the commit refuses, the map is as it was, and a later transaction works.
+    use crate::SliceRegion;
+    let mut pairs = Vec::new();
+    for round in 0u8..3 {
+        for k in 0u8..40 {
+            pairs.push((vec![k, k % 3], vec![round ^ k; 20 + usize::from(k)]));
+        }
+    }
+    let (mut filled, mut refused) = (0, 0);
+    for size in (4096..24_576).step_by(if cfg!(miri) { 4096 } else { 256 }) {
+        let mut bytes = vec![0u8; size];
+        let Ok(map) =
+            Map::create_with_hasher(SliceRegion::new(&mut bytes), small_inline(), FewBits)
+        else {
+            continue;
+        };
+        let before = map.space_usage();
+        let mut txn = map.begin_write();
+        match txn.fill(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice()))) {
+            Ok(n) => {
+                assert_eq!(n, 40);
+                if txn.commit().is_ok() {
+                    filled += 1;
+                    assert_eq!(map.len(), 40);
+                }
+            }
+            Err(e) => {
+                refused += 1;
+                assert!(matches!(e, Error::Region(_)), "{e:?}");
+                assert_eq!(txn.commit(), Err(e));
+                assert!(map.is_empty());
+                assert_eq!(map.space_usage(), before, "size {size}");
+            }
+        }
+        let report = map.check();
+        assert!(report.is_ok(), "size {size}: {:?}", report.problems);
+        let n = map.len();
+        if n == 0 {
+            // The room the failed fill took is back.
+            map.put(b"later", b"works").unwrap();
+            assert!(map.check().is_ok());
+        }
+        let map = Map::open_with_hasher(map.into_region(), FewBits).unwrap();
+        assert!(map.check().is_ok());
+        assert_eq!(map.len(), n.max(1));
+    }
+    assert!(
+        filled > 0 && refused > 0,
+        "{filled} filled, {refused} refused"
+    );
+}
+
+/// Hashes that agree on the 126 bits the 21 branch levels use and differ in the top two.
+#[derive(Clone, Copy, Default)]
+struct TopBits;
+
+impl KeyHasher for TopBits {
+    fn hash(&self, _seed: u64, key: &[u8]) -> [u64; 2] {
+        [
+            0x1234,
+            u64::from(key.first().copied().unwrap_or(0) & 3) << 62,
+        ]
+    }
+}
+
+#[test]
+fn keys_differing_only_in_the_unused_hash_bits_share_a_collision_node() {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0u8..12)
+        .map(|i| (vec![i, i / 4], vec![i; 3 + usize::from(i) * 2]))
+        .collect();
+    fill_agrees_after_reopen(TopBits, &pairs);
+}
