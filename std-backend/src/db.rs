@@ -351,6 +351,7 @@ impl Db {
         Ok(DbWriteTxn {
             pending: (txn.is_empty() && self.shared.options.pending_max_bytes > 0)
                 .then(PendingPuts::new),
+            failed: None,
             txn,
             shared: &self.shared,
             _writer: guard,
@@ -497,7 +498,9 @@ impl Shared {
         // eighth of the used length (as `Map::compact` takes) keep it to a handful of
         // walks; writers still get their turn between steps.
         let step = COMPACT_STEP_BYTES.max(report.used_end_before / 8);
-        loop {
+        // Each step moves entries strictly down, so the steps end; the bound (as in
+        // `Map::compact`) guards against a damaged image.
+        for _ in 0..1024 {
             let moved = {
                 let _writer = lock(&self.writer);
                 self.map.compact_step(step)?
@@ -649,9 +652,18 @@ fn random_seed() -> Result<u64, DbError> {
 /// several times faster than putting each pair into the trie: a first import is one such
 /// transaction. Its reads, deletes and counts are answered from memory; past that size
 /// it puts what it holds into the trie and goes on as any other transaction.
+///
+/// One difference shows when the file cannot hold the pairs (a full disk or
+/// reservation): the build at commit (or at the move to the trie) fails with the
+/// region's error and the transaction commits nothing, where a transaction putting into
+/// the trie fails the put that does not fit and may still commit the others. Either way
+/// nothing committed before is touched.
 pub struct DbWriteTxn<'d> {
     txn: WriteTxn<'d, FileRegion>,
     pending: Option<PendingPuts>,
+    /// Set when building the trie from `pending` failed: the transaction can only be
+    /// aborted, and its writes return this.
+    failed: Option<Error>,
     shared: &'d Shared,
     _writer: MutexGuard<'d, ()>,
 }
@@ -667,6 +679,9 @@ impl DbWriteTxn<'_> {
 
     /// Sets `key` to `value`; returns `true` when the key was new.
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, DbError> {
+        if let Some(e) = self.failed {
+            return Err(e.into());
+        }
         if let Some(pending) = &mut self.pending {
             check_lengths(key, value)?;
             let max = self.shared.options.pending_max_bytes;
@@ -680,6 +695,9 @@ impl DbWriteTxn<'_> {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8]) -> Result<bool, DbError> {
+        if let Some(e) = self.failed {
+            return Err(e.into());
+        }
         match &mut self.pending {
             Some(pending) => Ok(pending.delete(key)),
             None => Ok(self.txn.delete(key)?),
@@ -704,8 +722,13 @@ impl DbWriteTxn<'_> {
     fn fill_pending(&mut self) -> Result<(), DbError> {
         if let Some(pending) = self.pending.take()
             && pending.len() > 0
+            && let Err(e) = self.txn.fill(pending.pairs())
         {
-            self.txn.fill(pending.pairs())?;
+            // The transaction can only be aborted now (its writes and its commit return
+            // the error); until then its reads answer what was put.
+            self.pending = Some(pending);
+            self.failed = Some(e);
+            return Err(e.into());
         }
         Ok(())
     }

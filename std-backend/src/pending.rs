@@ -6,7 +6,8 @@
 //! allocations a pair; holding the pairs in one append-only byte log with a hash index,
 //! and building the trie bottom-up once at commit (`WriteTxn::fill`), costs an append
 //! and a probe. Reads, deletes and counts of the transaction are answered from the log,
-//! so the transaction behaves exactly as one that put each pair into the trie.
+//! so the transaction answers as one that put each pair into the trie would; only
+//! running out of room shows later, at the build (see `DbWriteTxn`).
 
 use core::hash::BuildHasher;
 

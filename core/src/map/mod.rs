@@ -881,6 +881,9 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         &mut self,
         pairs: impl IntoIterator<Item = (&'p [u8], &'p [u8])>,
     ) -> Result<u64, Error> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
         if self.root != 0 {
             return Err(Error::InvalidOption {
                 what: "fill needs an empty trie",

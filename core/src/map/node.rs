@@ -85,7 +85,8 @@ fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
     let value = match flags {
         0 => ValueRef::Inline(
             payload
-                .get(vstart..vstart + vlen as usize)
+                // Checked: on a 32-bit target a forged length could wrap the sum.
+                .get(vstart..vstart.checked_add(vlen as usize).ok_or_else(bad)?)
                 .ok_or_else(bad)?,
         ),
         FLAG_VALUE_REF => ValueRef::Entry {
@@ -249,7 +250,11 @@ impl<'a> Collision<'a> {
     pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
         let count = rd_u32(payload, 0).ok_or(Error::corrupted(at, "collision node too short"))?;
         let count = count as usize;
-        if payload.len() < COLLISION_FIXED + 4 * count {
+        // Checked: on a 32-bit target a forged count could wrap the product.
+        let table = count
+            .checked_mul(4)
+            .and_then(|t| t.checked_add(COLLISION_FIXED));
+        if table.is_none_or(|t| payload.len() < t) {
             return Err(Error::corrupted(at, "collision table runs past its end"));
         }
         Ok(Collision { count, payload, at })
