@@ -817,6 +817,10 @@ fn pending_bytes_count_what_a_snapshot_holds_back() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes under Miri; sweeps of safe parsing code, run natively"
+)]
 fn both_payload_reads_agree_on_every_entry_and_every_damaged_byte() {
     // `read_payload` is the fast read on the host and `read_entry` plus a kind check on
     // Arm (smaller firmware): both must give the same outcome, errors included, for any
@@ -943,6 +947,10 @@ fn fill_agrees_after_reopen<H: KeyHasher + Copy>(hasher: H, pairs: &[(Vec<u8>, V
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes under Miri; sweeps of safe parsing code, run natively"
+)]
 fn fill_with_repeated_large_values_frees_each_loser_once() {
     let mut pairs = Vec::new();
     for round in 0u8..4 {
@@ -964,6 +972,10 @@ fn fill_with_repeated_large_values_frees_each_loser_once() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes under Miri; sweeps of safe parsing code, run natively"
+)]
 fn get_many_agrees_with_get_on_every_damaged_byte() {
     // On a damaged image a batched lookup may fail, but never panics, and when every
     // single lookup succeeds it gives their answers.
@@ -1102,6 +1114,10 @@ fn get_many_views_nothing_past_the_snapshot_on_a_damaged_child_offset() {
 }
 
 #[test]
+#[cfg_attr(
+    miri,
+    ignore = "minutes under Miri; sweeps of safe parsing code, run natively"
+)]
 fn a_fill_that_runs_out_of_room_part_way_leaves_the_map_as_it_was() {
     // Region sizes from "the values do not fit" to "everything fits": the fill fails
     // while writing values, while freeing replaced ones, or while writing nodes. Each
