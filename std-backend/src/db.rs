@@ -9,8 +9,8 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use hamtdb_core::{
-    CheckReport, Durability, Error, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapCompactReport, MapOptions,
-    MapStats, Murmur3, OwnedPair, ReadTxn, Region, Value, WriteTxn,
+    CheckReport, Durability, Error, Map, MapCompactReport, MapOptions, MapStats, Murmur3,
+    OwnedPair, ReadTxn, Region, Value, WriteTxn,
 };
 
 use crate::error::DbError;
@@ -598,25 +598,6 @@ fn never_formatted(region: &FileRegion) -> Result<bool, DbError> {
     Ok(true)
 }
 
-/// Refuses a key or value longer than the format holds, as the map's `put` does.
-fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), DbError> {
-    if key.len() > MAX_KEY_LEN {
-        return Err(DbError::Core(Error::TooLarge {
-            what: "key",
-            len: key.len() as u64,
-            max: MAX_KEY_LEN as u64,
-        }));
-    }
-    if value.len() as u64 > MAX_VALUE_LEN {
-        return Err(DbError::Core(Error::TooLarge {
-            what: "value",
-            len: value.len() as u64,
-            max: MAX_VALUE_LEN,
-        }));
-    }
-    Ok(())
-}
-
 /// Syncs the directory holding `path`, so that the file's name survives power loss.
 fn sync_parent_dir(path: &Path) -> Result<(), DbError> {
     let dir = match path.parent() {
@@ -683,7 +664,7 @@ impl DbWriteTxn<'_> {
             return Err(e.into());
         }
         if let Some(pending) = &mut self.pending {
-            check_lengths(key, value)?;
+            hamtdb_core::map::check_lengths(key, value)?;
             let max = self.shared.options.pending_max_bytes;
             if pending.has_room(key.len() + value.len(), max) {
                 return Ok(pending.put(key, value));

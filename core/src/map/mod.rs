@@ -770,8 +770,10 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
     }
 }
 
-/// Refuses a key or value longer than the format holds.
-fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), Error> {
+/// Refuses a key or value longer than the format holds ([`MAX_KEY_LEN`],
+/// [`MAX_VALUE_LEN`]) with [`Error::TooLarge`], as `put` does; for layers that hold
+/// pairs before they reach the map.
+pub fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), Error> {
     if key.len() > MAX_KEY_LEN {
         return Err(Error::TooLarge {
             what: "key",
