@@ -802,12 +802,15 @@ fn rebuild_free_map<R: Region>(
     walker: &dyn Walker,
 ) -> Result<FreeMap, Error> {
     let units = ((meta.used_end() - DATA_START) / 8) as usize;
-    let mut used = vec![0u64; units.div_ceil(64)];
+    // One bit per 8-byte unit, in words of the machine's width (a 64-bit shift is a
+    // library call or a branchy sequence on a 32-bit core).
+    const BITS: usize = usize::BITS as usize;
+    let mut used = vec![0usize; units.div_ceil(BITS)];
     walk(region, meta, walker, &mut |off, header| {
         let first = ((off - DATA_START) / 8) as usize;
         let last = first + (u64::from(header.capacity) / 8) as usize;
         for unit in first..last {
-            let (word, bit) = (unit / 64, unit % 64);
+            let (word, bit) = (unit / BITS, unit % BITS);
             if used[word] & (1 << bit) != 0 {
                 return Err(Error::corrupted(
                     off,
@@ -821,7 +824,7 @@ fn rebuild_free_map<R: Region>(
     let mut free = FreeMap::new();
     let mut run_start = None;
     for unit in 0..=units {
-        let is_free = unit < units && used[unit / 64] & (1 << (unit % 64)) == 0;
+        let is_free = unit < units && used[unit / BITS] & (1 << (unit % BITS)) == 0;
         match (is_free, run_start) {
             (true, None) => run_start = Some(unit),
             (false, Some(start)) => {
