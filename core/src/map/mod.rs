@@ -170,7 +170,7 @@ impl Walker for MapWalker {
 }
 
 /// What readers need of a commit: the few fields of its meta slot a snapshot uses (the
-/// whole [`Meta`] is 136 bytes, and it was copied at every `begin_read` and commit).
+/// whole [`Meta`] is 176 bytes, and it was copied at every `begin_read` and commit).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Published {
     pub(crate) txid: u64,
