@@ -25,8 +25,6 @@ fn the_firmware_sequence_reports_a_full_region_as_an_error() {
     let mut bytes = vec![0u8; 2 * 1024];
     assert!(matches!(
         demo::run(&mut bytes),
-        Err(demo::Failed::Map(hamtdb::Error::Region(
-            hamtdb::RegionError::Full { .. }
-        )))
+        Err(demo::Failed::Map(demo::ErrorKind::RegionFull))
     ));
 }

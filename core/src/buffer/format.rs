@@ -80,29 +80,130 @@ impl StructureKind {
     }
 }
 
-/// The decoded fields of a meta slot.
+/// The decoded fields of a meta slot, held as the slot's numeric fields widened to
+/// `u64`, in [`META_FIELDS`] order (version and kind included, the reserved free-space
+/// root zero), behind one accessor per field.
+///
+/// A word array rather than a struct of named fields: encoding and decoding are then one
+/// loop over the field table each way, and a copy is one block copy, where rustc copied
+/// the twenty-two fields one by one through the stack (firmware `.text`,
+/// docs/EMBEDDED.md). The narrow fields hold values that fit their width: the decoder
+/// reads each from as many bytes as its type has, and the setters take the narrow type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Meta {
-    pub(crate) kind: StructureKind,
-    pub(crate) txid: u64,
-    pub(crate) root: u64,
-    pub(crate) used_end: u64,
-    pub(crate) count: u64,
-    pub(crate) next_id: u64,
-    pub(crate) removed_count: u64,
-    pub(crate) removed_bytes: u64,
-    pub(crate) durable_base: u64,
-    pub(crate) new_count: u64,
-    pub(crate) new_digest: u64,
-    pub(crate) seed: u64,
-    pub(crate) height: u32,
-    pub(crate) extension: u32,
-    pub(crate) space_percent: u8,
-    pub(crate) interval_secs: u32,
-    pub(crate) space_min_bytes: u64,
-    pub(crate) last_compact_secs: u64,
-    pub(crate) live_bytes: u64,
-    pub(crate) inline_max: u32,
+    words: [u64; META_FIELDS.len()],
+}
+
+// Each field's index in `Meta::words` and `META_FIELDS`.
+const F_VERSION: usize = 0;
+const F_KIND: usize = 1;
+const F_TXID: usize = 2;
+const F_ROOT: usize = 3;
+const F_USED_END: usize = 4;
+const F_COUNT: usize = 5;
+const F_NEXT_ID: usize = 6;
+const F_REMOVED_COUNT: usize = 7;
+const F_REMOVED_BYTES: usize = 8;
+const F_DURABLE_BASE: usize = 9;
+const F_NEW_COUNT: usize = 10;
+const F_NEW_DIGEST: usize = 11;
+const F_SEED: usize = 12;
+const F_FREE_ROOT: usize = 13;
+const F_HEIGHT: usize = 14;
+const F_EXTENSION: usize = 15;
+const F_SPACE_PERCENT: usize = 16;
+const F_INTERVAL: usize = 17;
+const F_SPACE_MIN: usize = 18;
+const F_LAST_COMPACT: usize = 19;
+const F_LIVE_BYTES: usize = 20;
+const F_INLINE_MAX: usize = 21;
+
+/// A getter and a setter for each `u64` field of [`Meta`].
+macro_rules! meta_u64 {
+    ($($get:ident, $set:ident = $index:expr;)*) => {
+        impl Meta {
+            $(
+                #[inline]
+                pub(crate) fn $get(&self) -> u64 {
+                    self.words[$index]
+                }
+
+                #[inline]
+                pub(crate) fn $set(&mut self, value: u64) {
+                    self.words[$index] = value;
+                }
+            )*
+        }
+    };
+}
+
+/// A getter and a setter for each narrow field of [`Meta`]: the word holds a value of
+/// the field's type (see [`Meta`]), so the narrowing cast is exact.
+macro_rules! meta_narrow {
+    ($($get:ident, $set:ident: $ty:ty = $index:expr;)*) => {
+        impl Meta {
+            $(
+                #[inline]
+                pub(crate) fn $get(&self) -> $ty {
+                    self.words[$index] as $ty
+                }
+
+                #[inline]
+                pub(crate) fn $set(&mut self, value: $ty) {
+                    self.words[$index] = u64::from(value);
+                }
+            )*
+        }
+    };
+}
+
+meta_u64! {
+    txid, set_txid = F_TXID;
+    root, set_root = F_ROOT;
+    used_end, set_used_end = F_USED_END;
+    count, set_count = F_COUNT;
+    next_id, set_next_id = F_NEXT_ID;
+    removed_count, set_removed_count = F_REMOVED_COUNT;
+    removed_bytes, set_removed_bytes = F_REMOVED_BYTES;
+    durable_base, set_durable_base = F_DURABLE_BASE;
+    new_count, set_new_count = F_NEW_COUNT;
+    new_digest, set_new_digest = F_NEW_DIGEST;
+    space_min_bytes, set_space_min_bytes = F_SPACE_MIN;
+    last_compact_secs, set_last_compact_secs = F_LAST_COMPACT;
+    live_bytes, set_live_bytes = F_LIVE_BYTES;
+}
+
+meta_narrow! {
+    height, set_height: u32 = F_HEIGHT;
+    extension, set_extension: u32 = F_EXTENSION;
+    space_percent, set_space_percent: u8 = F_SPACE_PERCENT;
+    interval_secs, set_interval_secs: u32 = F_INTERVAL;
+    inline_max, set_inline_max: u32 = F_INLINE_MAX;
+}
+
+impl Meta {
+    /// A meta of `kind` for a database with `seed`, every other field zero.
+    pub(crate) fn new(kind: StructureKind, seed: u64) -> Meta {
+        let mut words = [0u64; META_FIELDS.len()];
+        words[F_VERSION] = u64::from(FORMAT_VERSION);
+        words[F_KIND] = kind as u64;
+        words[F_SEED] = seed;
+        Meta { words }
+    }
+
+    /// The structure kind (checked by the decoder, set by [`Meta::new`]).
+    pub(crate) fn kind(&self) -> StructureKind {
+        if self.words[F_KIND] == StructureKind::Buffer as u64 {
+            StructureKind::Buffer
+        } else {
+            StructureKind::Map
+        }
+    }
+
+    /// The database's seed.
+    pub(crate) fn seed(&self) -> u64 {
+        self.words[F_SEED]
+    }
 }
 
 #[inline]
@@ -145,31 +246,7 @@ impl Meta {
     pub(crate) fn encode(&self) -> [u8; META_LEN] {
         let mut b = [0u8; META_LEN];
         b[META_MAGIC].copy_from_slice(&META_MAGIC_BYTES);
-        let values = [
-            u64::from(FORMAT_VERSION),
-            self.kind as u64,
-            self.txid,
-            self.root,
-            self.used_end,
-            self.count,
-            self.next_id,
-            self.removed_count,
-            self.removed_bytes,
-            self.durable_base,
-            self.new_count,
-            self.new_digest,
-            self.seed,
-            0, // the free-space root: reserved, written as zero
-            u64::from(self.height),
-            u64::from(self.extension),
-            u64::from(self.space_percent),
-            u64::from(self.interval_secs),
-            self.space_min_bytes,
-            self.last_compact_secs,
-            self.live_bytes,
-            u64::from(self.inline_max),
-        ];
-        for (&(at, width), value) in META_FIELDS.iter().zip(values) {
+        for (&(at, width), value) in META_FIELDS.iter().zip(self.words) {
             b[at..at + width].copy_from_slice(&value.to_le_bytes()[..width]);
         }
         let sum = murmur3_x86_32(&b[..META_CHECKSUM.start], META_CHECKSUM_SEED);
@@ -186,48 +263,30 @@ impl Meta {
         if sum != get_u32(b, META_CHECKSUM) {
             return Err(MetaProblem::BadChecksum);
         }
-        let mut v = [0u64; META_FIELDS.len()];
-        for (value, &(at, width)) in v.iter_mut().zip(&META_FIELDS) {
+        let mut words = [0u64; META_FIELDS.len()];
+        for (value, &(at, width)) in words.iter_mut().zip(&META_FIELDS) {
             let mut le = [0u8; 8];
             le[..width].copy_from_slice(&b[at..at + width]);
             *value = u64::from_le_bytes(le);
         }
-        // The narrow fields were read from as many bytes as their type holds, so these
-        // casts are exact.
-        let version = v[0] as u32;
+        // The version and kind were read from 4 bytes, so these casts are exact.
+        let version = words[F_VERSION] as u32;
         if version != FORMAT_VERSION {
             return Err(MetaProblem::Version(version));
         }
-        let kind_raw = v[1] as u32;
-        let kind = StructureKind::from_u32(kind_raw).ok_or(MetaProblem::Kind(kind_raw))?;
-        Ok(Meta {
-            kind,
-            txid: v[2],
-            root: v[3],
-            used_end: v[4],
-            count: v[5],
-            next_id: v[6],
-            removed_count: v[7],
-            removed_bytes: v[8],
-            durable_base: v[9],
-            new_count: v[10],
-            new_digest: v[11],
-            seed: v[12],
-            // v[13]: the free-space root, reserved.
-            height: v[14] as u32,
-            extension: v[15] as u32,
-            space_percent: v[16] as u8,
-            interval_secs: v[17] as u32,
-            space_min_bytes: v[18],
-            last_compact_secs: v[19],
-            live_bytes: v[20],
-            inline_max: v[21] as u32,
-        })
+        let kind_raw = words[F_KIND] as u32;
+        if StructureKind::from_u32(kind_raw).is_none() {
+            return Err(MetaProblem::Kind(kind_raw));
+        }
+        // The free-space root is reserved: read as zero whatever the slot holds (and
+        // written as zero).
+        words[F_FREE_ROOT] = 0;
+        Ok(Meta { words })
     }
 }
 
-/// The meta slot's numeric fields in the order `Meta::encode` lists them: (offset,
-/// width in bytes). One loop encodes and one decodes them all, which is a fraction of
+/// The meta slot's numeric fields in the order of `Meta`'s words: (offset, width in
+/// bytes). One loop encodes and one decodes them all, which is a fraction of
 /// the code of twenty-two separate copies.
 const META_FIELDS: [(usize, usize); 22] = [
     (META_VERSION.start, 4),
@@ -397,28 +456,26 @@ mod tests {
     use super::*;
 
     fn sample_meta() -> Meta {
-        Meta {
-            kind: StructureKind::Buffer,
-            txid: 7,
-            root: 1024,
-            used_end: 4096,
-            count: 3,
-            next_id: 4,
-            removed_count: 1,
-            removed_bytes: 64,
-            durable_base: 6,
-            new_count: 2,
-            new_digest: 0xdead_beef,
-            seed: 42,
-            height: 1,
-            extension: 65536,
-            space_percent: 50,
-            interval_secs: 60,
-            space_min_bytes: 4096,
-            last_compact_secs: 9,
-            live_bytes: 100,
-            inline_max: 512,
-        }
+        let mut m = Meta::new(StructureKind::Buffer, 42);
+        m.set_txid(7);
+        m.set_root(1024);
+        m.set_used_end(4096);
+        m.set_count(3);
+        m.set_next_id(4);
+        m.set_removed_count(1);
+        m.set_removed_bytes(64);
+        m.set_durable_base(6);
+        m.set_new_count(2);
+        m.set_new_digest(0xdead_beef);
+        m.set_height(1);
+        m.set_extension(65536);
+        m.set_space_percent(50);
+        m.set_interval_secs(60);
+        m.set_space_min_bytes(4096);
+        m.set_last_compact_secs(9);
+        m.set_live_bytes(100);
+        m.set_inline_max(512);
+        m
     }
 
     #[test]

@@ -107,12 +107,12 @@ impl<R: Region> Space<R> {
         if region.len() < DATA_START {
             region.grow(DATA_START)?;
         }
-        meta.txid = 1;
-        meta.root = 0;
-        meta.used_end = DATA_START;
-        meta.durable_base = 0;
-        meta.new_count = 0;
-        meta.new_digest = 0;
+        meta.set_txid(1);
+        meta.set_root(0);
+        meta.set_used_end(DATA_START);
+        meta.set_durable_base(0);
+        meta.set_new_count(0);
+        meta.set_new_digest(0);
         // SAFETY: the region was handed to us by value and no structure exists on it yet,
         // so nothing views the meta slots; `Space` is the only writer.
         unsafe { region.write(META_SLOT_OFFSETS[1], &[0u8; META_LEN])? };
@@ -182,7 +182,7 @@ impl<R: Region> Space<R> {
         }
         // Newest first: slot 1 first when both are valid and it is newer.
         let newer_first = match &candidates {
-            [Some(a), Some(b)] if b.txid > a.txid => [1, 0],
+            [Some(a), Some(b)] if b.txid() > a.txid() => [1, 0],
             _ => [0, 1],
         };
         let mut last_err = None;
@@ -190,9 +190,9 @@ impl<R: Region> Space<R> {
             let Some(meta) = candidates[slot] else {
                 continue;
             };
-            if meta.kind != kind {
+            if meta.kind() != kind {
                 last_err = Some(Error::WrongKind {
-                    found: meta.kind as u32,
+                    found: meta.kind() as u32,
                 });
                 continue;
             }
@@ -215,13 +215,16 @@ impl<R: Region> Space<R> {
         walker: &dyn Walker,
     ) -> Result<(), Error> {
         let len = region.len();
-        if meta.used_end < DATA_START || meta.used_end > len || !meta.used_end.is_multiple_of(8) {
+        if meta.used_end() < DATA_START
+            || meta.used_end() > len
+            || !meta.used_end().is_multiple_of(8)
+        {
             return Err(Error::corrupted(
                 slot_off,
                 "meta used_end outside the region",
             ));
         }
-        if meta.durable_base >= meta.txid {
+        if meta.durable_base() >= meta.txid() {
             return Err(Error::corrupted(
                 slot_off,
                 "meta durable base not below its txid",
@@ -229,11 +232,11 @@ impl<R: Region> Space<R> {
         }
         // Forged with a valid checksum, these would overflow later arithmetic: the next
         // txid, and the count a delete lowers or a put raises.
-        if meta.txid == u64::MAX {
+        if meta.txid() == u64::MAX {
             return Err(Error::corrupted(slot_off, "meta txid at its limit"));
         }
         // A record or a key takes at least 8 bytes below the used end.
-        if meta.count > meta.used_end / 8 {
+        if meta.count() > meta.used_end() / 8 {
             return Err(Error::corrupted(
                 slot_off,
                 "meta count larger than the region holds",
@@ -247,15 +250,15 @@ impl<R: Region> Space<R> {
             // Older entries were durable before this commit: damage in one of them is
             // reported when it is read, and must not pass for a torn commit here (the
             // fallback commit may reach space reused since).
-            if header.txid <= meta.durable_base {
+            if header.txid <= meta.durable_base() {
                 return Ok(false);
             }
-            let (header, _) = read_entry(region, meta.seed, off, meta.used_end, true)?;
-            if header.txid > meta.txid {
+            let (header, _) = read_entry(region, meta.seed(), off, meta.used_end(), true)?;
+            if header.txid > meta.txid() {
                 return Err(Error::corrupted(off, "entry written after its commit"));
             }
             count += 1;
-            if count > meta.new_count {
+            if count > meta.new_count() {
                 return Err(Error::corrupted(
                     slot_off,
                     "commit reaches more new entries than it wrote",
@@ -264,7 +267,7 @@ impl<R: Region> Space<R> {
             digest = digest.wrapping_add(digest_term(off, header.checksum));
             Ok(true)
         })?;
-        if count != meta.new_count || digest != meta.new_digest {
+        if count != meta.new_count() || digest != meta.new_digest() {
             return Err(Error::corrupted(
                 slot_off,
                 "commit incomplete: digest mismatch",
@@ -295,7 +298,7 @@ impl<R: Region> Space<R> {
         }
         // What we found may sit only in a page cache (a process died after an eventual
         // commit); make it durable before anything is built on top of it.
-        match region.sync(0, meta.used_end) {
+        match region.sync(0, meta.used_end()) {
             Ok(()) | Err(RegionError::ReadOnly) => {}
             Err(e) => return Err(e.into()),
         }
@@ -303,7 +306,7 @@ impl<R: Region> Space<R> {
             region,
             committed: meta,
             committed_slot: slot,
-            durable_txid: meta.txid,
+            durable_txid: meta.txid(),
             durable_slot: slot,
             base_count: 0,
             base_digest: 0,
@@ -311,9 +314,9 @@ impl<R: Region> Space<R> {
             pending: Vec::new(),
             pending_bytes: 0,
             reader_floor: u64::MAX,
-            used_end: meta.used_end,
+            used_end: meta.used_end(),
             txn: Txn {
-                start_used_end: meta.used_end,
+                start_used_end: meta.used_end(),
                 ..Txn::default()
             },
         })
@@ -332,11 +335,11 @@ impl<R: Region> Space<R> {
 
     /// The id of the running transaction.
     pub(crate) fn txid(&self) -> u64 {
-        self.committed.txid + 1
+        self.committed.txid() + 1
     }
 
     pub(crate) fn seed(&self) -> u64 {
-        self.committed.seed
+        self.committed.seed()
     }
 
     pub(crate) fn used_end(&self) -> u64 {
@@ -496,12 +499,12 @@ impl<R: Region> Space<R> {
         }
         let mut meta = self.committed;
         fill(&mut meta);
-        meta.txid = txid;
-        meta.root = root;
-        meta.used_end = self.used_end;
-        meta.durable_base = self.durable_txid;
-        meta.new_count = count;
-        meta.new_digest = digest;
+        meta.set_txid(txid);
+        meta.set_root(root);
+        meta.set_used_end(self.used_end);
+        meta.set_durable_base(self.durable_txid);
+        meta.set_new_count(count);
+        meta.set_new_digest(digest);
         let slot = 1 - self.durable_slot;
         // SAFETY: the slot is not the durable one, and no reader views meta slots (the
         // committed meta is kept in memory), so nobody reads these bytes meanwhile.
@@ -529,11 +532,11 @@ impl<R: Region> Space<R> {
 
     /// Makes the last commit durable: one `sync` over `0 .. used_end`.
     pub(crate) fn sync(&mut self) -> Result<(), Error> {
-        if self.durable_txid == self.committed.txid {
+        if self.durable_txid == self.committed.txid() {
             return Ok(());
         }
-        self.region.sync(0, self.committed.used_end)?;
-        self.durable_txid = self.committed.txid;
+        self.region.sync(0, self.committed.used_end())?;
+        self.durable_txid = self.committed.txid();
         self.durable_slot = self.committed_slot;
         self.base_count = 0;
         self.base_digest = 0;
@@ -611,10 +614,10 @@ impl<R: Region> Space<R> {
     /// Only once the commit that lowered `used_end` is durable: then neither the current
     /// state nor the crash fallback reaches past it.
     pub(crate) fn release_tail(&mut self) -> Result<(), Error> {
-        if self.durable_txid != self.committed.txid || self.reader_floor < self.committed.txid {
+        if self.durable_txid != self.committed.txid() || self.reader_floor < self.committed.txid() {
             return Ok(());
         }
-        let end = self.committed.used_end;
+        let end = self.committed.used_end();
         if self.region.len() > end {
             // SAFETY: the bytes at and past `end` hold no entry reachable from the durable
             // commit (the current state) nor from any open snapshot (there is none), so
@@ -777,11 +780,11 @@ fn walk<R: Region>(
     visit: &mut dyn FnMut(u64, &EntryHeader) -> Result<bool, Error>,
 ) -> Result<(), Error> {
     let mut stack = Vec::new();
-    if meta.root != 0 {
-        stack.push(meta.root);
+    if meta.root() != 0 {
+        stack.push(meta.root());
     }
     while let Some(off) = stack.pop() {
-        let (header, payload) = read_entry(region, meta.seed, off, meta.used_end, false)?;
+        let (header, payload) = read_entry(region, meta.seed(), off, meta.used_end(), false)?;
         if visit(off, &header)? {
             // The edges go straight onto the stack, popped last first as before.
             walker.children(off, &header, payload, &mut stack)?;
@@ -798,13 +801,16 @@ fn rebuild_free_map<R: Region>(
     meta: &Meta,
     walker: &dyn Walker,
 ) -> Result<FreeMap, Error> {
-    let units = ((meta.used_end - DATA_START) / 8) as usize;
-    let mut used = vec![0u64; units.div_ceil(64)];
+    let units = ((meta.used_end() - DATA_START) / 8) as usize;
+    // One bit per 8-byte unit, in words of the machine's width (a 64-bit shift is a
+    // library call or a branchy sequence on a 32-bit core).
+    const BITS: usize = usize::BITS as usize;
+    let mut used = vec![0usize; units.div_ceil(BITS)];
     walk(region, meta, walker, &mut |off, header| {
         let first = ((off - DATA_START) / 8) as usize;
         let last = first + (u64::from(header.capacity) / 8) as usize;
         for unit in first..last {
-            let (word, bit) = (unit / 64, unit % 64);
+            let (word, bit) = (unit / BITS, unit % BITS);
             if used[word] & (1 << bit) != 0 {
                 return Err(Error::corrupted(
                     off,
@@ -818,7 +824,7 @@ fn rebuild_free_map<R: Region>(
     let mut free = FreeMap::new();
     let mut run_start = None;
     for unit in 0..=units {
-        let is_free = unit < units && used[unit / 64] & (1 << (unit % 64)) == 0;
+        let is_free = unit < units && used[unit / BITS] & (1 << (unit % BITS)) == 0;
         match (is_free, run_start) {
             (true, None) => run_start = Some(unit),
             (false, Some(start)) => {

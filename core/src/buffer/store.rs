@@ -168,23 +168,23 @@ struct State {
 impl State {
     fn from_meta(m: &Meta) -> Self {
         State {
-            root: m.root,
-            height: m.height,
-            next_id: m.next_id,
-            count: m.count,
-            removed_count: m.removed_count,
-            removed_bytes: m.removed_bytes,
-            live_bytes: m.live_bytes,
+            root: m.root(),
+            height: m.height(),
+            next_id: m.next_id(),
+            count: m.count(),
+            removed_count: m.removed_count(),
+            removed_bytes: m.removed_bytes(),
+            live_bytes: m.live_bytes(),
         }
     }
 
     fn fill(&self, m: &mut Meta) {
-        m.height = self.height;
-        m.next_id = self.next_id;
-        m.count = self.count;
-        m.removed_count = self.removed_count;
-        m.removed_bytes = self.removed_bytes;
-        m.live_bytes = self.live_bytes;
+        m.set_height(self.height);
+        m.set_next_id(self.next_id);
+        m.set_count(self.count);
+        m.set_removed_count(self.removed_count);
+        m.set_removed_bytes(self.removed_bytes);
+        m.set_live_bytes(self.live_bytes);
     }
 }
 
@@ -208,28 +208,12 @@ impl<R: Region> Buffer<R> {
     /// Formats `region` as an empty buffer.
     pub fn create(region: R, options: BufferOptions) -> Result<Self, Error> {
         let extension = extension_from_factor(options.extension_factor)?;
-        let meta = Meta {
-            kind: StructureKind::Buffer,
-            txid: 0,
-            root: 0,
-            used_end: 0,
-            count: 0,
-            next_id: 1,
-            removed_count: 0,
-            removed_bytes: 0,
-            durable_base: 0,
-            new_count: 0,
-            new_digest: 0,
-            seed: options.seed,
-            height: 0,
-            extension,
-            space_percent: options.compaction.space_percent.min(100),
-            interval_secs: options.compaction.interval_secs,
-            space_min_bytes: options.compaction.space_min_bytes,
-            last_compact_secs: 0,
-            live_bytes: 0,
-            inline_max: 0,
-        };
+        let mut meta = Meta::new(StructureKind::Buffer, options.seed);
+        meta.set_next_id(1);
+        meta.set_extension(extension);
+        meta.set_space_percent(options.compaction.space_percent.min(100));
+        meta.set_interval_secs(options.compaction.interval_secs);
+        meta.set_space_min_bytes(options.compaction.space_min_bytes);
         let space = Space::create(region, meta)?;
         Ok(Self::from_space(space))
     }
@@ -240,19 +224,19 @@ impl<R: Region> Buffer<R> {
         let meta = *space.committed();
         // The counters size allocations and are decremented later: they must fit what
         // the data area can hold (each record takes at least a header).
-        let records_max = (meta.used_end - DATA_START) / HEADER_LEN as u64;
-        let records = meta.count.saturating_add(meta.removed_count);
-        if meta.height > ids::MAX_HEIGHT
-            || (meta.root == 0) != (meta.height == 0)
-            || meta.next_id == 0
-            || meta.txid == u64::MAX
+        let records_max = (meta.used_end() - DATA_START) / HEADER_LEN as u64;
+        let records = meta.count().saturating_add(meta.removed_count());
+        if meta.height() > ids::MAX_HEIGHT
+            || (meta.root() == 0) != (meta.height() == 0)
+            || meta.next_id() == 0
+            || meta.txid() == u64::MAX
             || records > records_max
-            || records >= meta.next_id
-            || meta.live_bytes.saturating_add(meta.removed_bytes) > meta.used_end
+            || records >= meta.next_id()
+            || meta.live_bytes().saturating_add(meta.removed_bytes()) > meta.used_end()
         {
             return Err(Error::corrupted(0, "buffer meta out of range"));
         }
-        ids::verify_nodes(&space, meta.root, meta.height)?;
+        ids::verify_nodes(&space, meta.root(), meta.height())?;
         Ok(Self::from_space(space))
     }
 
@@ -282,7 +266,7 @@ impl<R: Region> Buffer<R> {
     }
 
     fn capacity_for(&self, len: usize) -> u64 {
-        HEADER_LEN as u64 + room_for(len, self.space.committed().extension)
+        HEADER_LEN as u64 + room_for(len, self.space.committed().extension())
     }
 
     fn check_len(data: &[u8]) -> Result<(), Error> {
@@ -497,13 +481,13 @@ impl<R: Region> Buffer<R> {
 
     fn space_policy_due(&self) -> bool {
         let meta = self.space.committed();
-        if meta.space_percent == 0 || self.state.removed_bytes < meta.space_min_bytes.max(1) {
+        if meta.space_percent() == 0 || self.state.removed_bytes < meta.space_min_bytes().max(1) {
             return false;
         }
         let total = self.state.removed_bytes + self.state.live_bytes;
         // removed / total >= percent / 100, in integers.
         u128::from(self.state.removed_bytes) * 100
-            >= u128::from(total) * u128::from(meta.space_percent)
+            >= u128::from(total) * u128::from(meta.space_percent())
     }
 
     /// Compacts when the time policy is due at `now_secs` (the caller's clock, any epoch)
@@ -511,8 +495,8 @@ impl<R: Region> Buffer<R> {
     /// committed first.
     pub fn tick(&mut self, now_secs: u64) -> Result<bool, Error> {
         let meta = *self.space.committed();
-        let time_due = meta.interval_secs != 0
-            && now_secs.saturating_sub(meta.last_compact_secs) >= u64::from(meta.interval_secs);
+        let time_due = meta.interval_secs() != 0
+            && now_secs.saturating_sub(meta.last_compact_secs()) >= u64::from(meta.interval_secs());
         if !time_due && !self.space_policy_due() {
             return Ok(false);
         }
@@ -525,7 +509,7 @@ impl<R: Region> Buffer<R> {
     /// changes first, then works in bounded steps, each a durable commit, so that a crash
     /// at any point leaves a valid state.
     pub fn compact(&mut self) -> Result<CompactReport, Error> {
-        let last = self.space.committed().last_compact_secs;
+        let last = self.space.committed().last_compact_secs();
         self.compact_at(last)
     }
 
@@ -582,7 +566,7 @@ impl<R: Region> Buffer<R> {
         let state = self.state;
         self.space.commit(state.root, Durability::Immediate, |m| {
             state.fill(m);
-            m.last_compact_secs = now_secs;
+            m.set_last_compact_secs(now_secs);
         })?;
         self.space.release_tail()
     }
@@ -601,7 +585,7 @@ impl<R: Region> Buffer<R> {
         }
         let stats = self.stats()?;
         let packed_end = DATA_START + stats.live_bytes + stats.overhead_bytes;
-        let ext = self.space.committed().extension;
+        let ext = self.space.committed().extension();
         let should_move = move |off: u64, cap: u64| off + cap > packed_end;
         let mut left = budget.max(1);
         // Pass 1, the id nodes: they are all the same size and every record move copies

@@ -170,7 +170,7 @@ impl Walker for MapWalker {
 }
 
 /// What readers need of a commit: the few fields of its meta slot a snapshot uses (the
-/// whole [`Meta`] is 136 bytes, and it was copied at every `begin_read` and commit).
+/// whole [`Meta`] is 176 bytes, and it was copied at every `begin_read` and commit).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Published {
     pub(crate) txid: u64,
@@ -183,11 +183,11 @@ pub(crate) struct Published {
 impl Published {
     fn of(meta: &Meta) -> Self {
         Published {
-            txid: meta.txid,
-            root: meta.root,
-            used_end: meta.used_end,
-            count: meta.count,
-            seed: meta.seed,
+            txid: meta.txid(),
+            root: meta.root(),
+            used_end: meta.used_end(),
+            count: meta.count(),
+            seed: meta.seed(),
         }
     }
 }
@@ -272,28 +272,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
                 what: "inline_max must be at most 32 MiB",
             });
         }
-        let meta = Meta {
-            kind: StructureKind::Map,
-            txid: 0,
-            root: 0,
-            used_end: 0,
-            count: 0,
-            next_id: 0,
-            removed_count: 0,
-            removed_bytes: 0,
-            durable_base: 0,
-            new_count: 0,
-            new_digest: 0,
-            seed: options.seed,
-            height: 0,
-            extension: 0,
-            space_percent: 0,
-            interval_secs: 0,
-            space_min_bytes: 0,
-            last_compact_secs: 0,
-            live_bytes: 0,
-            inline_max: options.inline_max,
-        };
+        let mut meta = Meta::new(StructureKind::Map, options.seed);
+        meta.set_inline_max(options.inline_max);
         let region = Arc::new(region);
         Ok(Self::from_space(
             region.clone(),
@@ -313,7 +293,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
         let committed = space.committed();
         let published = Published::of(committed);
-        let inline_max = committed.inline_max;
+        let inline_max = committed.inline_max();
         let usage = usage_of(&space);
         Map {
             region,
@@ -430,8 +410,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             map: self,
             space,
             arena: Arena::default(),
-            root: meta.root,
-            count: meta.count,
+            root: meta.root(),
+            count: meta.count(),
             finished: false,
             failed: None,
         }
@@ -618,7 +598,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         // until it is dropped, so the rise would outlast the compaction: a compaction must
         // never leave the region longer than it found it, so such a step is abandoned.
         // Flushing here places the nodes (the commit finds them written).
-        let end_before = txn.space.committed().used_end;
+        let end_before = txn.space.committed().used_end();
         let mut trie = TxnTrie {
             store: &mut *txn.space,
             arena: &mut txn.arena,
@@ -1080,7 +1060,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     pub fn commit_with(mut self, durability: Durability) -> Result<(), Error> {
         self.finished = true;
         let result = self.publish(durability);
-        if result.is_err() && self.space.committed().txid < self.space.txid() - 1 {
+        if result.is_err() && self.space.committed().txid() < self.space.txid() - 1 {
             self.space.abort();
         }
         result
@@ -1108,7 +1088,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let count = self.count;
         let published = self
             .space
-            .commit(root, Durability::None, |m| m.count = count);
+            .commit(root, Durability::None, |m| m.set_count(count));
         if let Err(e) = published {
             self.space.abort();
             return Err(e);
