@@ -995,7 +995,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let Some(pair) = write::own_pair_mut(&mut self.arena, self.root, hash, key) else {
             return Ok(false);
         };
-        let Some(offset) = pair.entry() else {
+        let Some(offset) = node::pair_entry(pair) else {
             return Ok(false);
         };
         if !self.space.is_own(offset) {
@@ -1010,7 +1010,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Err(e);
         }
         // Fits: `value.len()` is at most the entry's capacity, a u32.
-        pair.set_entry(offset, value.len() as u32);
+        node::set_pair_entry(pair, offset, value.len() as u32);
         Ok(true)
     }
 

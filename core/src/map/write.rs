@@ -1,9 +1,9 @@
 //! Changing the trie inside a write transaction.
 //!
 //! A transaction does not write trie nodes as it goes. The first time it changes a
-//! committed node it decodes it into the transaction's arena (and frees the committed
+//! committed node it copies its bytes into the transaction's arena (and frees the committed
 //! entry, which stays readable until the commit no longer needs it); from then on the
-//! node is changed in memory. At commit every node in the arena is encoded and written
+//! node's bytes are edited in place. At commit every node in the arena is written
 //! exactly once, children first, at its exact size. So a transaction that touches a node
 //! a thousand times writes it once, a bulk load leaves no holes, and nothing in the
 //! region changes before the commit.
@@ -16,7 +16,7 @@
 
 use alloc::vec::Vec;
 
-use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk};
+use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk, set_pair_entry};
 use super::trie::{self, Edge, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
@@ -96,21 +96,18 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         a: (PairBuf, [u64; 2]),
         b: (PairBuf, [u64; 2]),
     ) -> NodeId {
-        let mut node = NodeBuf::default();
+        let mut node = NodeBuf::empty(depth < MAX_DEPTH);
         if depth >= MAX_DEPTH {
-            let (mut x, mut y) = (a.0, b.0);
-            if y.key() < x.key() {
-                core::mem::swap(&mut x, &mut y);
-            }
-            node.pairs = alloc::vec![x, y];
+            node.insert_sorted(0, &a.0);
+            node.insert_sorted(usize::from(a.0.key() < b.0.key()), &b.0);
         } else {
             let (ia, ib) = (chunk(a.1, depth), chunk(b.1, depth));
             if ia == ib {
                 let child = self.two_pair_subtree(depth + 1, a, b);
                 node.insert_child(ia, child);
             } else {
-                node.insert_pair(ia, a.0);
-                node.insert_pair(ib, b.0);
+                node.insert_pair(ia, &a.0);
+                node.insert_pair(ib, &b.0);
             }
         }
         self.arena.push(node)
@@ -128,17 +125,17 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         pair: PairBuf,
     ) -> Result<(NodeId, Option<PairBuf>), Error> {
         if id == 0 {
-            let mut node = NodeBuf::default();
-            node.insert_pair(chunk(hash, depth), pair);
+            let mut node = NodeBuf::empty(true);
+            node.insert_pair(chunk(hash, depth), &pair);
             return Ok((self.arena.push(node), None));
         }
         let id = self.own(id, depth)?;
         if depth >= MAX_DEPTH {
             let node = self.arena.get_mut(id);
-            let replaced = match node.pairs.binary_search_by(|p| p.key().cmp(pair.key())) {
-                Ok(i) => Some(core::mem::replace(&mut node.pairs[i], pair)),
+            let replaced = match node.find_key(pair.key()) {
+                Ok(i) => Some(node.replace_sorted(i, &pair)),
                 Err(i) => {
-                    node.pairs.insert(i, pair);
+                    node.insert_sorted(i, &pair);
                     None
                 }
             };
@@ -148,9 +145,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let bit = 1u64 << idx;
         let node = self.arena.get_mut(id);
         if node.datamap & bit != 0 {
-            let existing = node.pair_mut(idx);
-            if existing.key() == pair.key() {
-                return Ok((id, Some(core::mem::replace(existing, pair))));
+            if node.key_at_rank(node.pair_rank(idx)) == pair.key() {
+                return Ok((id, Some(node.replace_pair(idx, &pair))));
             }
             let existing = node.take_pair(idx);
             let existing_hash = hash_of(existing.key());
@@ -163,7 +159,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             self.arena.get_mut(id).set_child(idx, new_child);
             Ok((id, replaced))
         } else {
-            node.insert_pair(idx, pair);
+            node.insert_pair(idx, &pair);
             Ok((id, None))
         }
     }
@@ -181,10 +177,9 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let node = self.arena.get_mut(id);
         let removed = if depth >= MAX_DEPTH {
             let i = node
-                .pairs
-                .binary_search_by(|p| p.key().cmp(key))
+                .find_key(key)
                 .map_err(|_| Error::corrupted(0, "key vanished during removal"))?;
-            node.pairs.remove(i)
+            node.remove_sorted(i)
         } else {
             let idx = chunk(hash, depth);
             let bit = 1u64 << idx;
@@ -197,12 +192,12 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
                 match result {
                     Removal::Node(c) => node.set_child(idx, c),
                     Removal::Collapsed(pair) => {
-                        if depth > 0 && node.pairs.is_empty() && node.children.len() == 1 {
+                        if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 {
                             // This node only led to the collapsed subtree: it goes too.
                             return Ok((Removal::Collapsed(pair), value));
                         }
                         node.remove_child(idx);
-                        node.insert_pair(idx, pair);
+                        node.insert_pair(idx, &pair);
                     }
                     Removal::Emptied => node.remove_child(idx),
                 }
@@ -212,11 +207,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             }
         };
         let node = self.arena.get_mut(id);
-        if node.pairs.is_empty() && node.children.is_empty() {
+        if node.pair_count() == 0 && node.child_count() == 0 {
             return Ok((Removal::Emptied, removed));
         }
-        if depth > 0 && node.pairs.len() == 1 && node.children.is_empty() {
-            return Ok((Removal::Collapsed(node.pairs.remove(0)), removed));
+        if depth > 0 && node.pair_count() == 1 && node.child_count() == 0 {
+            return Ok((Removal::Collapsed(node.remove_sorted(0)), removed));
         }
         Ok((Removal::Node(id), removed))
     }
@@ -269,9 +264,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         *budget = budget.saturating_sub(cap);
         let id = self.own(id, depth)?;
-        self.arena.get_mut(id).children = children;
+        for (rank, child) in children.into_iter().enumerate() {
+            self.arena.get_mut(id).set_child_rank(rank, child);
+        }
         for (rank, _) in values {
-            let ValueRef::Entry { offset, len } = self.arena.get(id).pairs[rank].value() else {
+            let ValueRef::Entry { offset, len } = self.arena.get(id).value_at_rank(rank) else {
                 continue;
             };
             let (vh, bytes) = self.store.entry_verified(offset)?;
@@ -285,7 +282,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
             self.store.free_entry(offset)?;
             *budget = budget.saturating_sub(u64::from(vh.capacity));
-            self.arena.get_mut(id).pairs[rank].set_entry(new, len);
+            set_pair_entry(self.arena.get_mut(id).pair_at_rank_mut(rank), new, len);
         }
         Ok(id)
     }
@@ -297,20 +294,64 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             return Ok(id);
         }
         let mut node = core::mem::take(self.arena.get_mut(id));
-        for i in 0..node.children.len() {
-            node.children[i] = self.flush(node.children[i], depth + 1)?;
+        for rank in 0..node.child_count() {
+            let child = self.flush(node.child(rank), depth + 1)?;
+            node.set_child_rank(rank, child);
         }
-        let branch = depth < MAX_DEPTH;
-        let kind = if branch {
+        let kind = if depth < MAX_DEPTH {
             EntryKind::Branch
         } else {
             EntryKind::Collision
         };
-        let payload = node.encode(branch);
+        let payload = node.finish();
         let capacity = HEADER_LEN as u64 + payload.len() as u64;
         self.store
-            .write_entry(kind, u64::from(depth), &payload, capacity)
+            .write_entry(kind, u64::from(depth), payload, capacity)
     }
+}
+
+/// Where a walk down `key`'s path through a transaction's own nodes ends.
+enum OwnPath {
+    /// The key is in the own node `id`, at this rank among its pairs.
+    Pair(NodeId, usize),
+    /// The key is absent.
+    Absent,
+    /// The path leaves the own nodes for the committed node at this offset and depth
+    /// (`0`: no node).
+    Committed(u64, u32),
+}
+
+/// Walks `key`'s path through the transaction's own (arena) nodes: one walk for
+/// [`get`] and [`own_pair_mut`].
+fn walk_own(arena: &Arena, root: NodeId, hash: [u64; 2], key: &[u8]) -> OwnPath {
+    let mut id = root;
+    let mut depth = 0;
+    while is_dirty(id) {
+        let node = arena.get(id);
+        let rank = if depth >= MAX_DEPTH {
+            match node.find_key(key) {
+                Ok(rank) => rank,
+                Err(_) => return OwnPath::Absent,
+            }
+        } else {
+            let idx = chunk(hash, depth);
+            let bit = 1u64 << idx;
+            if node.nodemap & bit != 0 {
+                id = node.child_at(idx);
+                depth += 1;
+                continue;
+            }
+            if node.datamap & bit == 0 {
+                return OwnPath::Absent;
+            }
+            node.pair_rank(idx)
+        };
+        if node.key_at_rank(rank) != key {
+            return OwnPath::Absent;
+        }
+        return OwnPath::Pair(id, rank);
+    }
+    OwnPath::Committed(id, depth)
 }
 
 /// Looks `key` up in a transaction's trie: arena nodes first, committed ones below.
@@ -321,79 +362,28 @@ pub(crate) fn get<'a, S: NodeStore>(
     hash: [u64; 2],
     key: &[u8],
 ) -> Result<Option<&'a [u8]>, Error> {
-    let mut id = root;
-    let mut depth = 0;
-    while is_dirty(id) {
-        let node = arena.get(id);
-        if depth >= MAX_DEPTH {
-            return node
-                .pairs
-                .binary_search_by(|p| p.key().cmp(key))
-                .ok()
-                .map(|i| trie::value_bytes(store, node.pairs[i].value()))
-                .transpose();
-        }
-        let idx = chunk(hash, depth);
-        let bit = 1u64 << idx;
-        if node.datamap & bit != 0 {
-            let pair = node.pair(idx);
-            if pair.key() != key {
-                return Ok(None);
-            }
-            return trie::value_bytes(store, pair.value()).map(Some);
-        }
-        if node.nodemap & bit == 0 {
-            return Ok(None);
-        }
-        id = node.child_at(idx);
-        depth += 1;
-    }
-    if id == 0 {
-        return Ok(None);
-    }
-    match trie::get_from(store, id, depth, hash, key)? {
-        Some(v) => Ok(Some(trie::value_bytes(store, v)?)),
-        None => Ok(None),
-    }
+    let value = match walk_own(arena, root, hash, key) {
+        OwnPath::Pair(id, rank) => arena.get(id).value_at_rank(rank),
+        OwnPath::Absent | OwnPath::Committed(0, _) => return Ok(None),
+        OwnPath::Committed(id, depth) => match trie::get_from(store, id, depth, hash, key)? {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+    };
+    trie::value_bytes(store, value).map(Some)
 }
 
-/// The pair of `key` if it lives in one of the transaction's own (arena) nodes, for an
-/// in-place rewrite of its value; `None` when the key is absent or only in committed
-/// nodes.
+/// The encoded pair of `key` if it lives in one of the transaction's own (arena) nodes,
+/// for an in-place rewrite of its value; `None` when the key is absent or only in
+/// committed nodes.
 pub(crate) fn own_pair_mut<'a>(
     arena: &'a mut Arena,
     root: NodeId,
     hash: [u64; 2],
     key: &[u8],
-) -> Option<&'a mut PairBuf> {
-    let mut id = root;
-    let mut depth = 0;
-    // Find the deepest own node on the key's path first: the borrow checker lets one
-    // mutable borrow out of the loop only.
-    loop {
-        if !is_dirty(id) {
-            return None;
-        }
-        let node = arena.get(id);
-        if depth >= MAX_DEPTH {
-            break;
-        }
-        let bit = 1u64 << chunk(hash, depth);
-        if node.nodemap & bit == 0 {
-            break;
-        }
-        id = node.child_at(chunk(hash, depth));
-        depth += 1;
+) -> Option<&'a mut [u8]> {
+    match walk_own(arena, root, hash, key) {
+        OwnPath::Pair(id, rank) => Some(arena.get_mut(id).pair_at_rank_mut(rank)),
+        _ => None,
     }
-    let node = arena.get_mut(id);
-    if depth >= MAX_DEPTH {
-        let i = node.pairs.binary_search_by(|p| p.key().cmp(key)).ok()?;
-        return Some(&mut node.pairs[i]);
-    }
-    let idx = chunk(hash, depth);
-    if node.datamap & (1u64 << idx) == 0 {
-        return None;
-    }
-    let pair = node.pair_mut(idx);
-    (pair.key() == key).then_some(pair)
 }
