@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 
 use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk, set_pair_entry};
-use super::trie::{self, Edge, NodeStore, NodeStoreMut};
+use super::trie::{self, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -76,13 +76,25 @@ pub(crate) struct TxnTrie<'a, S: NodeStoreMut> {
 
 impl<S: NodeStoreMut> TxnTrie<'_, S> {
     /// Makes `id` (at `depth`) a node of the arena, copying a committed node in.
+    /// Inlined on the host, where most calls find the node already the arena's.
+    #[cfg_attr(not(target_arch = "arm"), inline)]
     fn own(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
         if is_dirty(id) {
             return Ok(id);
         }
+        self.copy_in(id, depth)
+    }
+
+    /// [`own`](Self::own) for a committed node.
+    fn copy_in(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
+        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
+        self.adopt(id, node)
+    }
+
+    /// Puts `node`, the copy of the committed node `id`, into the arena in its place.
+    fn adopt(&mut self, id: NodeId, node: NodeBuf) -> Result<NodeId, Error> {
         // Damage must be reported, not copied into a fresh node with a valid checksum.
         self.store.entry_verified(id)?;
-        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         // The committed node stays readable (for snapshots and crash recovery) until the
         // commit that replaces it no longer needs it.
         self.store.free_entry(id)?;
@@ -232,43 +244,33 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         let (header, _) = self.store.entry(id)?;
         let cap = u64::from(header.capacity);
-        // The children's offsets, and the ranks and offsets of the values in entries.
-        let mut children = Vec::new();
-        let mut values = Vec::new();
-        let node = trie::read_node(&*self.store, id, depth)?;
-        trie::for_each_edge(&node, &mut |edge| match edge {
-            Edge::Value { rank, offset } => values.push((rank, offset)),
-            Edge::Child(c) => children.push(c),
-        })?;
+        // The node's copy, taken into the arena only if something in it moves.
+        let mut node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         let mut moved = false;
-        for child in &mut children {
-            let new = self.relocate(*child, depth + 1, limit, budget)?;
-            moved |= new != *child;
-            *child = new;
+        for rank in 0..node.child_count() {
+            let child = node.child(rank);
+            let new = self.relocate(child, depth + 1, limit, budget)?;
+            moved |= new != child;
+            node.set_child_rank(rank, new);
         }
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
-        // Keep only the values that move.
-        let mut high = 0;
-        for i in 0..values.len() {
-            let offset = values[i].1;
-            let (vh, _) = self.store.entry(offset)?;
-            if moves_down(self.store, offset, u64::from(vh.capacity)) {
-                values[high] = values[i];
-                high += 1;
+        // The ranks of the values that move, all chosen before any is copied.
+        let mut values = Vec::new();
+        for rank in 0..node.pair_count() {
+            if let ValueRef::Entry { offset, .. } = node.value_at_rank(rank) {
+                let (vh, _) = self.store.entry(offset)?;
+                if moves_down(self.store, offset, u64::from(vh.capacity)) {
+                    values.push(rank);
+                }
             }
         }
-        values.truncate(high);
         if !moved && values.is_empty() && !moves_down(self.store, id, cap) {
             return Ok(id);
         }
         *budget = budget.saturating_sub(cap);
-        let id = self.own(id, depth)?;
-        for (rank, child) in children.into_iter().enumerate() {
-            self.arena.get_mut(id).set_child_rank(rank, child);
-        }
-        for (rank, _) in values {
-            let ValueRef::Entry { offset, len } = self.arena.get(id).value_at_rank(rank) else {
+        for rank in values {
+            let ValueRef::Entry { offset, len } = node.value_at_rank(rank) else {
                 continue;
             };
             let (vh, bytes) = self.store.entry_verified(offset)?;
@@ -282,9 +284,9 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
             self.store.free_entry(offset)?;
             *budget = budget.saturating_sub(u64::from(vh.capacity));
-            set_pair_entry(self.arena.get_mut(id).pair_at_rank_mut(rank), new, len);
+            set_pair_entry(node.pair_at_rank_mut(rank), new, len);
         }
-        Ok(id)
+        self.adopt(id, node)
     }
 
     /// Writes the arena's nodes reachable from `id` (children first) and returns the
