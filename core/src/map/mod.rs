@@ -947,7 +947,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             store: &mut *self.space,
             arena: &mut self.arena,
         };
-        let (root, replaced) = match trie.insert(&hash_of, self.root, 0, hash, pair) {
+        let (root, replaced) = match trie.insert(&hash_of, self.root, hash, pair) {
             Ok(done) => done,
             Err(e) => {
                 // Every entry the transaction wrote must be reachable at commit.
@@ -1052,7 +1052,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             store: &mut *self.space,
             arena: &mut self.arena,
         };
-        let (removal, value) = trie.remove(self.root, 0, hash, key)?;
+        let (removal, value) = trie.remove(self.root, hash, key)?;
         self.root = match removal {
             Removal::Node(root) => root,
             Removal::Emptied => 0,

@@ -371,6 +371,17 @@ impl PairBuf {
     }
 }
 
+/// Where a key goes in a node being changed.
+pub(crate) enum Slot {
+    /// The branch slot of this index holds a child.
+    Child(usize),
+    /// The pair at `rank` (counted by the datamap bit `bit`; `0` in a collision node)
+    /// sits there; `found` when its key is the one looked for.
+    Pair { rank: usize, bit: u64, found: bool },
+    /// Nothing: a pair would go at `rank`, counted by `bit`.
+    Empty { rank: usize, bit: u64 },
+}
+
 /// A node being changed, held as its payload: the very bytes the entry will hold
 /// (the layouts above), except that a child slot may hold a transaction's own node id
 /// (odd) instead of an offset until the commit writes that child, and that the fixed
@@ -556,7 +567,8 @@ impl NodeBuf {
     /// datamap (a collision node passes 0). Every byte after the new table entry moves
     /// once: the table's tail and the pairs before the new one by 4, the pairs after it
     /// by 4 and the pair's length.
-    fn insert_rank(&mut self, rank: usize, bit: u64, pair: &[u8]) {
+    pub(crate) fn insert_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) {
+        let pair = &pair.0[..];
         let (at, entry, len) = (
             self.pair_start(rank),
             self.table + 4 * rank,
@@ -574,7 +586,7 @@ impl NodeBuf {
 
     /// Takes the pair at `rank` out and clears `bit` in the datamap: the reverse of
     /// [`insert_rank`](Self::insert_rank).
-    fn remove_rank(&mut self, rank: usize, bit: u64) -> PairBuf {
+    pub(crate) fn remove_rank(&mut self, rank: usize, bit: u64) -> PairBuf {
         let range = self.pair_range(rank);
         let (entry, len) = (self.table + 4 * rank, self.bytes.len());
         let pair = PairBuf(self.bytes[range.clone()].to_vec());
@@ -587,40 +599,42 @@ impl NodeBuf {
         pair
     }
 
-    /// Puts `pair` at a collision node's `rank`.
-    pub(crate) fn insert_sorted(&mut self, rank: usize, pair: &PairBuf) {
-        self.insert_rank(rank, 0, &pair.0);
-    }
-
-    /// Takes the pair at a collision node's `rank` out.
-    pub(crate) fn remove_sorted(&mut self, rank: usize) -> PairBuf {
-        self.remove_rank(rank, 0)
-    }
-
-    /// Replaces the pair at a collision node's `rank` by `pair`; returns the old one.
-    pub(crate) fn replace_sorted(&mut self, rank: usize, pair: &PairBuf) -> PairBuf {
-        self.replace_rank(rank, 0, pair)
-    }
-
-    /// Replaces the pair at slot `idx` by `pair`; returns the old one.
-    pub(crate) fn replace_pair(&mut self, idx: usize, pair: &PairBuf) -> PairBuf {
-        self.replace_rank(self.pair_rank(idx), 1 << idx, pair)
-    }
-
-    fn replace_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) -> PairBuf {
+    /// Replaces the pair at `rank` (counted by `bit`) by `pair`; returns the old one.
+    pub(crate) fn replace_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) -> PairBuf {
         let old = self.remove_rank(rank, bit);
-        self.insert_rank(rank, bit, &pair.0);
+        self.insert_rank(rank, bit, pair);
         old
     }
 
-    /// Puts `pair` at empty slot `idx`.
-    pub(crate) fn insert_pair(&mut self, idx: usize, pair: &PairBuf) {
-        self.insert_rank(self.pair_rank(idx), 1 << idx, &pair.0);
-    }
-
-    /// Takes the pair out of slot `idx`.
-    pub(crate) fn take_pair(&mut self, idx: usize) -> PairBuf {
-        self.remove_rank(self.pair_rank(idx), 1 << idx)
+    /// Where `key` (with `hash`) goes in this node, which sits at `depth`. Inlined on
+    /// the host, where every level of every change and lookup asks.
+    #[cfg_attr(not(target_arch = "arm"), inline)]
+    pub(crate) fn slot(&self, depth: u32, hash: [u64; 2], key: &[u8]) -> Slot {
+        if depth >= MAX_DEPTH {
+            return match self.find_key(key) {
+                Ok(rank) => Slot::Pair {
+                    rank,
+                    bit: 0,
+                    found: true,
+                },
+                Err(rank) => Slot::Empty { rank, bit: 0 },
+            };
+        }
+        let idx = chunk(hash, depth);
+        let bit = 1u64 << idx;
+        if self.nodemap & bit != 0 {
+            return Slot::Child(idx);
+        }
+        let rank = self.pair_rank(idx);
+        if self.datamap & bit != 0 {
+            Slot::Pair {
+                rank,
+                bit,
+                found: self.key_at_rank(rank) == key,
+            }
+        } else {
+            Slot::Empty { rank, bit }
+        }
     }
 
     /// The child at rank `rank` (an offset, or a transaction's own node id).
@@ -749,6 +763,19 @@ mod tests {
         assert_eq!(MAX_DEPTH, 21);
     }
 
+    // The edits by slot index (branches) and by rank (collision nodes).
+    impl NodeBuf {
+        fn insert_pair(&mut self, idx: usize, pair: &PairBuf) {
+            self.insert_rank(self.pair_rank(idx), 1 << idx, pair);
+        }
+        fn take_pair(&mut self, idx: usize) -> PairBuf {
+            self.remove_rank(self.pair_rank(idx), 1 << idx)
+        }
+        fn replace_pair(&mut self, idx: usize, pair: &PairBuf) -> PairBuf {
+            self.replace_rank(self.pair_rank(idx), 1 << idx, pair)
+        }
+    }
+
     fn pairs_of(n: &NodeBuf) -> Vec<PairRef<'_>> {
         (0..n.pair_count())
             .map(|r| PairRef {
@@ -861,10 +888,11 @@ mod tests {
                         n.insert_pair(idx, &pair);
                     }
                 } else {
-                    match n.find_key(pair.key()) {
-                        Ok(i) if r >> 50 & 1 == 0 => drop(n.remove_sorted(i)),
-                        Ok(i) => drop(n.replace_sorted(i, &pair)),
-                        Err(i) => n.insert_sorted(i, &pair),
+                    match n.slot(MAX_DEPTH, [0; 2], pair.key()) {
+                        Slot::Pair { rank, .. } if r >> 50 & 1 == 0 => drop(n.remove_rank(rank, 0)),
+                        Slot::Pair { rank, .. } => drop(n.replace_rank(rank, 0, &pair)),
+                        Slot::Empty { rank, .. } => n.insert_rank(rank, 0, &pair),
+                        Slot::Child(_) => unreachable!("a collision node has no children"),
                     }
                 }
                 let (datamap, nodemap) = (n.datamap, n.nodemap);

@@ -16,7 +16,7 @@
 
 use alloc::vec::Vec;
 
-use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk, set_pair_entry};
+use super::node::{MAX_DEPTH, NodeBuf, PairBuf, Slot, ValueRef, chunk, set_pair_entry};
 use super::trie::{self, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
@@ -57,6 +57,10 @@ impl Arena {
         &mut self.nodes[slot_of(id)]
     }
 }
+
+/// The nodes on a key's path, root first: one a level, down to a collision node.
+const PATH: usize = MAX_DEPTH as usize + 1;
+type Path = [NodeId; PATH];
 
 /// What removing a key did to a subtree.
 pub(crate) enum Removal {
@@ -109,123 +113,147 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         b: (PairBuf, [u64; 2]),
     ) -> NodeId {
         let mut node = NodeBuf::empty(depth < MAX_DEPTH);
-        if depth >= MAX_DEPTH {
-            node.insert_sorted(0, &a.0);
-            node.insert_sorted(usize::from(a.0.key() < b.0.key()), &b.0);
+        if depth < MAX_DEPTH && chunk(a.1, depth) == chunk(b.1, depth) {
+            let idx = chunk(a.1, depth);
+            let child = self.two_pair_subtree(depth + 1, a, b);
+            node.insert_child(idx, child);
         } else {
-            let (ia, ib) = (chunk(a.1, depth), chunk(b.1, depth));
-            if ia == ib {
-                let child = self.two_pair_subtree(depth + 1, a, b);
-                node.insert_child(ia, child);
-            } else {
-                node.insert_pair(ia, &a.0);
-                node.insert_pair(ib, &b.0);
+            for (pair, hash) in [a, b] {
+                if let Slot::Empty { rank, bit } = node.slot(depth, hash, pair.key()) {
+                    node.insert_rank(rank, bit, &pair);
+                }
             }
         }
         self.arena.push(node)
     }
 
-    /// Inserts or replaces `pair` (whose key hashes to `hash`) in the subtree `id` at
-    /// `depth`. `hash_of` hashes keys already in the trie when two must be split apart.
-    /// Returns the subtree's node and the pair replaced, if the key was there.
-    pub(crate) fn insert(
+    /// Makes every node on the path of `key` (with `hash`) from `root` down the
+    /// transaction's own, each linked from its parent's child slot, into `path`: the
+    /// node at depth `d` is `path[d]`. The path ends at the node whose slot for the key
+    /// is not a child; returns that node's depth and the slot.
+    fn descend(
         &mut self,
-        hash_of: &dyn Fn(&[u8]) -> [u64; 2],
-        id: NodeId,
-        depth: u32,
+        root: NodeId,
         hash: [u64; 2],
-        pair: PairBuf,
-    ) -> Result<(NodeId, Option<PairBuf>), Error> {
-        if id == 0 {
-            let mut node = NodeBuf::empty(true);
-            node.insert_pair(chunk(hash, depth), &pair);
-            return Ok((self.arena.push(node), None));
-        }
-        let id = self.own(id, depth)?;
-        if depth >= MAX_DEPTH {
-            let node = self.arena.get_mut(id);
-            let replaced = match node.find_key(pair.key()) {
-                Ok(i) => Some(node.replace_sorted(i, &pair)),
-                Err(i) => {
-                    node.insert_sorted(i, &pair);
-                    None
-                }
+        key: &[u8],
+        path: &mut Path,
+    ) -> Result<(usize, Slot), Error> {
+        path[0] = self.own(root, 0)?;
+        let mut depth = 0;
+        loop {
+            let id = path[depth];
+            let node = self.arena.get(id);
+            // A collision node, at the deepest level, has no child slots.
+            let idx = match node.slot(depth as u32, hash, key) {
+                Slot::Child(idx) => idx,
+                slot => return Ok((depth, slot)),
             };
-            return Ok((id, replaced));
-        }
-        let idx = chunk(hash, depth);
-        let bit = 1u64 << idx;
-        let node = self.arena.get_mut(id);
-        if node.datamap & bit != 0 {
-            if node.key_at_rank(node.pair_rank(idx)) == pair.key() {
-                return Ok((id, Some(node.replace_pair(idx, &pair))));
-            }
-            let existing = node.take_pair(idx);
-            let existing_hash = hash_of(existing.key());
-            let child = self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
-            self.arena.get_mut(id).insert_child(idx, child);
-            Ok((id, None))
-        } else if node.nodemap & bit != 0 {
-            let child = node.child_at(idx);
-            let (new_child, replaced) = self.insert(hash_of, child, depth + 1, hash, pair)?;
-            self.arena.get_mut(id).set_child(idx, new_child);
-            Ok((id, replaced))
-        } else {
-            node.insert_pair(idx, &pair);
-            Ok((id, None))
+            let child = self.own(node.child_at(idx), depth as u32 + 1)?;
+            self.arena.get_mut(id).set_child(idx, child);
+            depth += 1;
+            path[depth] = child;
         }
     }
 
-    /// Removes `key`, which the caller found in the subtree `id` at `depth`; returns
-    /// what became of the subtree and the removed pair.
+    /// Inserts or replaces `pair` (whose key hashes to `hash`) in the trie at `root`
+    /// (`0`: none). `hash_of` hashes keys already in the trie when two must be split
+    /// apart. Returns the new root and the pair replaced, if the key was there.
+    pub(crate) fn insert(
+        &mut self,
+        hash_of: &dyn Fn(&[u8]) -> [u64; 2],
+        root: NodeId,
+        hash: [u64; 2],
+        pair: PairBuf,
+    ) -> Result<(NodeId, Option<PairBuf>), Error> {
+        let root = if root == 0 {
+            self.arena.push(NodeBuf::empty(true))
+        } else {
+            root
+        };
+        let path = &mut [0; PATH];
+        let (depth, slot) = self.descend(root, hash, pair.key(), path)?;
+        let id = path[depth];
+        let depth = depth as u32;
+        let node = self.arena.get_mut(id);
+        let replaced = match slot {
+            Slot::Pair {
+                rank,
+                bit,
+                found: true,
+            } => Some(node.replace_rank(rank, bit, &pair)),
+            Slot::Pair { rank, bit, .. } => {
+                // Another key holds the slot: both go one level down.
+                let existing = node.remove_rank(rank, bit);
+                let existing_hash = hash_of(existing.key());
+                let child =
+                    self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
+                self.arena
+                    .get_mut(id)
+                    .insert_child(chunk(hash, depth), child);
+                None
+            }
+            Slot::Empty { rank, bit } => {
+                node.insert_rank(rank, bit, &pair);
+                None
+            }
+            Slot::Child(_) => return Err(Error::corrupted(0, "insertion lost its path")),
+        };
+        Ok((path[0], replaced))
+    }
+
+    /// Removes `key`, which the caller found in the trie at `root`; returns what became
+    /// of the root and the removed pair.
     pub(crate) fn remove(
         &mut self,
-        id: NodeId,
-        depth: u32,
+        root: NodeId,
         hash: [u64; 2],
         key: &[u8],
     ) -> Result<(Removal, PairBuf), Error> {
-        let id = self.own(id, depth)?;
-        let node = self.arena.get_mut(id);
-        let removed = if depth >= MAX_DEPTH {
-            let i = node
-                .find_key(key)
-                .map_err(|_| Error::corrupted(0, "key vanished during removal"))?;
-            node.remove_sorted(i)
-        } else {
-            let idx = chunk(hash, depth);
-            let bit = 1u64 << idx;
-            if node.datamap & bit != 0 {
-                node.take_pair(idx)
-            } else if node.nodemap & bit != 0 {
-                let child = node.child_at(idx);
-                let (result, value) = self.remove(child, depth + 1, hash, key)?;
-                let node = self.arena.get_mut(id);
-                match result {
-                    Removal::Node(c) => node.set_child(idx, c),
-                    Removal::Collapsed(pair) => {
-                        if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 {
-                            // This node only led to the collapsed subtree: it goes too.
-                            return Ok((Removal::Collapsed(pair), value));
-                        }
-                        node.remove_child(idx);
-                        node.insert_pair(idx, &pair);
-                    }
-                    Removal::Emptied => node.remove_child(idx),
-                }
-                value
-            } else {
-                return Err(Error::corrupted(0, "key vanished during removal"));
-            }
+        let path = &mut [0; PATH];
+        let (mut depth, slot) = self.descend(root, hash, key, path)?;
+        let Slot::Pair {
+            rank,
+            bit,
+            found: true,
+        } = slot
+        else {
+            return Err(Error::corrupted(0, "key vanished during removal"));
         };
-        let node = self.arena.get_mut(id);
-        if node.pair_count() == 0 && node.child_count() == 0 {
-            return Ok((Removal::Emptied, removed));
+        let removed = self.arena.get_mut(path[depth]).remove_rank(rank, bit);
+        // Up the path: what became of the subtree below, for its parent's slot.
+        let mut below = None;
+        loop {
+            let id = path[depth];
+            let node = self.arena.get_mut(id);
+            let idx = chunk(hash, depth as u32);
+            match below {
+                None => {}
+                Some(Removal::Collapsed(pair)) => {
+                    if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 {
+                        // This node only led to the collapsed subtree: it goes too.
+                        below = Some(Removal::Collapsed(pair));
+                        depth -= 1;
+                        continue;
+                    }
+                    node.remove_child(idx);
+                    node.insert_rank(node.pair_rank(idx), 1 << idx, &pair);
+                }
+                Some(_) => node.remove_child(idx),
+            }
+            let this = if node.pair_count() == 0 && node.child_count() == 0 {
+                Removal::Emptied
+            } else if depth > 0 && node.pair_count() == 1 && node.child_count() == 0 {
+                Removal::Collapsed(node.remove_rank(0, 0))
+            } else {
+                // Its parents already link it.
+                return Ok((Removal::Node(path[0]), removed));
+            };
+            if depth == 0 {
+                return Ok((this, removed));
+            }
+            below = Some(this);
+            depth -= 1;
         }
-        if depth > 0 && node.pair_count() == 1 && node.child_count() == 0 {
-            return Ok((Removal::Collapsed(node.remove_sorted(0)), removed));
-        }
-        Ok((Removal::Node(id), removed))
     }
 
     /// Compaction's pass: takes into the arena every committed node that ends above
@@ -330,28 +358,16 @@ fn walk_own(arena: &Arena, root: NodeId, hash: [u64; 2], key: &[u8]) -> OwnPath 
     let mut depth = 0;
     while is_dirty(id) {
         let node = arena.get(id);
-        let rank = if depth >= MAX_DEPTH {
-            match node.find_key(key) {
-                Ok(rank) => rank,
-                Err(_) => return OwnPath::Absent,
-            }
-        } else {
-            let idx = chunk(hash, depth);
-            let bit = 1u64 << idx;
-            if node.nodemap & bit != 0 {
+        match node.slot(depth, hash, key) {
+            Slot::Child(idx) => {
                 id = node.child_at(idx);
                 depth += 1;
-                continue;
             }
-            if node.datamap & bit == 0 {
-                return OwnPath::Absent;
-            }
-            node.pair_rank(idx)
-        };
-        if node.key_at_rank(rank) != key {
-            return OwnPath::Absent;
+            Slot::Pair {
+                rank, found: true, ..
+            } => return OwnPath::Pair(id, rank),
+            _ => return OwnPath::Absent,
         }
-        return OwnPath::Pair(id, rank);
     }
     OwnPath::Committed(id, depth)
 }
