@@ -27,7 +27,7 @@ use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
 use node::{Branch, Collision, PairBuf, ValueRef};
 use trie::{Edge, NodeRef, NodeStore};
-use write::{Arena, NodeId, Removal, TxnTrie};
+use write::{Arena, NodeId, TxnTrie};
 
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
 
@@ -962,7 +962,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 Ok(true)
             }
             Some(old) => {
-                self.free_value(old.entry())?;
+                self.free_value(old)?;
                 Ok(false)
             }
         }
@@ -1052,20 +1052,14 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             store: &mut *self.space,
             arena: &mut self.arena,
         };
-        let (removal, value) = trie.remove(self.root, hash, key)?;
-        self.root = match removal {
-            Removal::Node(root) => root,
-            Removal::Emptied => 0,
-            Removal::Collapsed(_) => {
-                return Err(Error::corrupted(0, "root collapsed into a parent"));
-            }
-        };
+        let (root, value) = trie.remove(self.root, hash, key)?;
+        self.root = root;
         // A damaged image's meta may count fewer keys than its trie holds.
         self.count = self
             .count
             .checked_sub(1)
             .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
-        self.free_value(value.entry())?;
+        self.free_value(value)?;
         Ok(true)
     }
 

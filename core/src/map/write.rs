@@ -62,16 +62,6 @@ impl Arena {
 const PATH: usize = MAX_DEPTH as usize + 1;
 type Path = [NodeId; PATH];
 
-/// What removing a key did to a subtree.
-pub(crate) enum Removal {
-    /// The subtree is now this node.
-    Node(NodeId),
-    /// The subtree shrank to one pair, which belongs inline in the parent.
-    Collapsed(PairBuf),
-    /// The subtree is empty (only a root can become empty).
-    Emptied,
-}
-
 /// A transaction's view of the trie: its arena over the committed entries of `store`.
 pub(crate) struct TxnTrie<'a, S: NodeStoreMut> {
     pub(crate) store: &'a mut S,
@@ -157,14 +147,15 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
 
     /// Inserts or replaces `pair` (whose key hashes to `hash`) in the trie at `root`
     /// (`0`: none). `hash_of` hashes keys already in the trie when two must be split
-    /// apart. Returns the new root and the pair replaced, if the key was there.
+    /// apart. Returns the new root and, if the key was there, the replaced value's
+    /// entry (`Some(None)` for an inline value).
     pub(crate) fn insert(
         &mut self,
         hash_of: &dyn Fn(&[u8]) -> [u64; 2],
         root: NodeId,
         hash: [u64; 2],
         pair: PairBuf,
-    ) -> Result<(NodeId, Option<PairBuf>), Error> {
+    ) -> Result<(NodeId, Option<Option<u64>>), Error> {
         let root = if root == 0 {
             self.arena.push(NodeBuf::empty(true))
         } else {
@@ -180,7 +171,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
                 rank,
                 bit,
                 found: true,
-            } => Some(node.replace_rank(rank, bit, &pair)),
+            } => Some(node.replace_rank(rank, bit, &pair).entry()),
             Slot::Pair { rank, bit, .. } => {
                 // Another key holds the slot: both go one level down.
                 let existing = node.remove_rank(rank, bit);
@@ -201,14 +192,14 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         Ok((path[0], replaced))
     }
 
-    /// Removes `key`, which the caller found in the trie at `root`; returns what became
-    /// of the root and the removed pair.
+    /// Removes `key`, which the caller found in the trie at `root`; returns the new
+    /// root (`0` when the trie emptied) and the removed value's entry, if it had one.
     pub(crate) fn remove(
         &mut self,
         root: NodeId,
         hash: [u64; 2],
         key: &[u8],
-    ) -> Result<(Removal, PairBuf), Error> {
+    ) -> Result<(NodeId, Option<u64>), Error> {
         let path = &mut [0; PATH];
         let (mut depth, slot) = self.descend(root, hash, key, path)?;
         let Slot::Pair {
@@ -219,39 +210,46 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         else {
             return Err(Error::corrupted(0, "key vanished during removal"));
         };
-        let removed = self.arena.get_mut(path[depth]).remove_rank(rank, bit);
-        // Up the path: what became of the subtree below, for its parent's slot.
-        let mut below = None;
+        let removed = self
+            .arena
+            .get_mut(path[depth])
+            .remove_rank(rank, bit)
+            .entry();
+        // Up the path, what became of the subtree below: `Some(None)` it emptied,
+        // `Some(Some(pair))` it shrank to one pair, which belongs in the parent's slot.
+        let mut below: Option<Option<PairBuf>> = None;
         loop {
-            let id = path[depth];
-            let node = self.arena.get_mut(id);
+            let node = self.arena.get_mut(path[depth]);
             let idx = chunk(hash, depth as u32);
             match below {
                 None => {}
-                Some(Removal::Collapsed(pair)) => {
-                    if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 {
-                        // This node only led to the collapsed subtree: it goes too.
-                        below = Some(Removal::Collapsed(pair));
-                        depth -= 1;
-                        continue;
-                    }
-                    node.remove_child(idx);
-                    node.insert_rank(node.pair_rank(idx), 1 << idx, &pair);
+                Some(Some(pair))
+                    if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 =>
+                {
+                    // This node only led to the collapsed subtree: it goes too.
+                    below = Some(Some(pair));
+                    depth -= 1;
+                    continue;
                 }
-                Some(_) => node.remove_child(idx),
+                Some(collapsed) => {
+                    node.remove_child(idx);
+                    if let Some(pair) = collapsed {
+                        node.insert_rank(node.pair_rank(idx), 1 << idx, &pair);
+                    }
+                }
             }
-            let this = if node.pair_count() == 0 && node.child_count() == 0 {
-                Removal::Emptied
+            below = if node.pair_count() == 0 && node.child_count() == 0 {
+                Some(None)
             } else if depth > 0 && node.pair_count() == 1 && node.child_count() == 0 {
-                Removal::Collapsed(node.remove_rank(0, 0))
+                Some(Some(node.remove_rank(0, 0)))
             } else {
                 // Its parents already link it.
-                return Ok((Removal::Node(path[0]), removed));
+                return Ok((path[0], removed));
             };
             if depth == 0 {
-                return Ok((this, removed));
+                // A root only empties (it never collapses into a parent).
+                return Ok((0, removed));
             }
-            below = Some(this);
             depth -= 1;
         }
     }
