@@ -546,6 +546,18 @@ impl NodeBuf {
         ones(self.nodemap & ((1u64 << idx) - 1))
     }
 
+    /// Moves the bytes from `from` to the end so that they start at `to`, growing or
+    /// shortening the node (grown bytes are zero until written).
+    fn move_tail(&mut self, from: usize, to: usize) {
+        let len = self.bytes.len();
+        let new_len = len + to - from;
+        if to > from {
+            self.bytes.resize(new_len, 0);
+        }
+        self.bytes.copy_within(from..len, to);
+        self.bytes.truncate(new_len);
+    }
+
     /// Adds `all` to every pair table entry and `more` as well to those from rank
     /// `from` on (wrapping: a negative change is its two's complement). Node payloads
     /// are bounded by the entry capacity (a u32), checked by the writer before it
@@ -569,13 +581,8 @@ impl NodeBuf {
     /// by 4 and the pair's length.
     pub(crate) fn insert_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) {
         let pair = &pair.0[..];
-        let (at, entry, len) = (
-            self.pair_start(rank),
-            self.table + 4 * rank,
-            self.bytes.len(),
-        );
-        self.bytes.resize(len + 4 + pair.len(), 0);
-        self.bytes.copy_within(at..len, at + 4 + pair.len());
+        let (at, entry) = (self.pair_start(rank), self.table + 4 * rank);
+        self.move_tail(at, at + 4 + pair.len());
         self.bytes.copy_within(entry..at, entry + 4);
         self.bytes[at + 4..at + 4 + pair.len()].copy_from_slice(pair);
         self.bytes[entry..entry + 4].copy_from_slice(&(at as u32).to_le_bytes());
@@ -588,11 +595,10 @@ impl NodeBuf {
     /// [`insert_rank`](Self::insert_rank).
     pub(crate) fn remove_rank(&mut self, rank: usize, bit: u64) -> PairBuf {
         let range = self.pair_range(rank);
-        let (entry, len) = (self.table + 4 * rank, self.bytes.len());
+        let entry = self.table + 4 * rank;
         let pair = PairBuf(self.bytes[range.clone()].to_vec());
         self.bytes.copy_within(entry + 4..range.start, entry);
-        self.bytes.copy_within(range.end..len, range.start - 4);
-        self.bytes.truncate(len - 4 - range.len());
+        self.move_tail(range.end, range.start - 4);
         self.datamap &= !bit;
         self.pairs -= 1;
         self.shift_table(4usize.wrapping_neg(), rank, range.len().wrapping_neg());
@@ -656,9 +662,8 @@ impl NodeBuf {
 
     /// Puts a child at empty slot `idx`.
     pub(crate) fn insert_child(&mut self, idx: usize, child: u64) {
-        let (at, len) = (BRANCH_FIXED + 8 * self.child_rank(idx), self.bytes.len());
-        self.bytes.resize(len + 8, 0);
-        self.bytes.copy_within(at..len, at + 8);
+        let at = BRANCH_FIXED + 8 * self.child_rank(idx);
+        self.move_tail(at, at + 8);
         self.nodemap |= 1 << idx;
         self.table += 8;
         self.set_child(idx, child);
@@ -666,9 +671,8 @@ impl NodeBuf {
     }
 
     pub(crate) fn remove_child(&mut self, idx: usize) {
-        let (at, len) = (BRANCH_FIXED + 8 * self.child_rank(idx), self.bytes.len());
-        self.bytes.copy_within(at + 8..len, at);
-        self.bytes.truncate(len - 8);
+        let at = BRANCH_FIXED + 8 * self.child_rank(idx);
+        self.move_tail(at + 8, at);
         self.nodemap &= !(1 << idx);
         self.table -= 8;
         self.shift_table(8usize.wrapping_neg(), 0, 0);
