@@ -128,20 +128,24 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         key: &[u8],
         path: &mut Path,
     ) -> Result<(usize, Slot), Error> {
-        path[0] = self.own(root, 0)?;
-        let mut depth = 0;
+        let (mut id, mut depth, mut parent_slot) = (root, 0, 0);
         loop {
-            let id = path[depth];
-            let node = self.arena.get(id);
+            let owned = self.own(id, depth as u32)?;
+            path[depth] = owned;
+            if depth > 0 {
+                self.arena
+                    .get_mut(path[depth - 1])
+                    .set_child(parent_slot, owned);
+            }
+            let node = self.arena.get(owned);
             // A collision node, at the deepest level, has no child slots.
-            let idx = match node.slot(depth as u32, hash, key) {
-                Slot::Child(idx) => idx,
+            match node.slot(depth as u32, hash, key) {
+                Slot::Child(idx) => {
+                    (id, parent_slot) = (node.child_at(idx), idx);
+                    depth += 1;
+                }
                 slot => return Ok((depth, slot)),
-            };
-            let child = self.own(node.child_at(idx), depth as u32 + 1)?;
-            self.arena.get_mut(id).set_child(idx, child);
-            depth += 1;
-            path[depth] = child;
+            }
         }
     }
 
