@@ -95,26 +95,34 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         Ok(self.arena.push(node))
     }
 
-    /// Builds the subtree at `depth` holding two pairs whose hashes agree above it.
+    /// Builds the subtree at `depth` holding two pairs whose hashes agree above it:
+    /// a node holding both where their hash chunks first differ (or a collision node),
+    /// under a chain of one-child branches.
     fn two_pair_subtree(
         &mut self,
         depth: u32,
         a: (PairBuf, [u64; 2]),
         b: (PairBuf, [u64; 2]),
     ) -> NodeId {
-        let mut node = NodeBuf::empty(depth < MAX_DEPTH);
-        if depth < MAX_DEPTH && chunk(a.1, depth) == chunk(b.1, depth) {
-            let idx = chunk(a.1, depth);
-            let child = self.two_pair_subtree(depth + 1, a, b);
-            node.insert_child(idx, child);
-        } else {
-            for (pair, hash) in [a, b] {
-                if let Slot::Empty { rank, bit } = node.slot(depth, hash, pair.key()) {
-                    node.insert_rank(rank, bit, &pair);
-                }
+        let hash = a.1;
+        let mut d = depth;
+        while d < MAX_DEPTH && chunk(hash, d) == chunk(b.1, d) {
+            d += 1;
+        }
+        let mut node = NodeBuf::empty(d < MAX_DEPTH);
+        for (pair, hash) in [a, b] {
+            if let Slot::Empty { rank, bit } = node.slot(d, hash, pair.key()) {
+                node.insert_rank(rank, bit, &pair);
             }
         }
-        self.arena.push(node)
+        let mut id = self.arena.push(node);
+        while d > depth {
+            d -= 1;
+            let mut up = NodeBuf::empty(true);
+            up.insert_child(chunk(hash, d), id);
+            id = self.arena.push(up);
+        }
+        id
     }
 
     /// Makes every node on the path of `key` (with `hash`) from `root` down the
