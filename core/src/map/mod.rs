@@ -27,7 +27,7 @@ use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
 use node::{Branch, Collision, PairBuf, ValueRef};
 use trie::{Edge, NodeRef, NodeStore};
-use write::{Arena, NodeId, Removal, TxnTrie};
+use write::{Arena, NodeId, TxnTrie};
 
 pub use check::{CheckReport, MAX_PROBLEMS, Problem};
 
@@ -927,7 +927,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             store: &mut *self.space,
             arena: &mut self.arena,
         };
-        let (root, replaced) = match trie.insert(&hash_of, self.root, 0, hash, pair) {
+        let (root, replaced) = match trie.insert(&hash_of, self.root, hash, pair) {
             Ok(done) => done,
             Err(e) => {
                 // Every entry the transaction wrote must be reachable at commit.
@@ -942,7 +942,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
                 Ok(true)
             }
             Some(old) => {
-                self.free_value(old.entry())?;
+                self.free_value(old)?;
                 Ok(false)
             }
         }
@@ -975,7 +975,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let Some(pair) = write::own_pair_mut(&mut self.arena, self.root, hash, key) else {
             return Ok(false);
         };
-        let Some(offset) = pair.entry() else {
+        let Some(offset) = node::pair_entry(pair) else {
             return Ok(false);
         };
         if !self.space.is_own(offset) {
@@ -990,7 +990,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Err(e);
         }
         // Fits: `value.len()` is at most the entry's capacity, a u32.
-        pair.set_entry(offset, value.len() as u32);
+        node::set_pair_entry(pair, offset, value.len() as u32);
         Ok(true)
     }
 
@@ -1032,20 +1032,14 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             store: &mut *self.space,
             arena: &mut self.arena,
         };
-        let (removal, value) = trie.remove(self.root, 0, hash, key)?;
-        self.root = match removal {
-            Removal::Node(root) => root,
-            Removal::Emptied => 0,
-            Removal::Collapsed(_) => {
-                return Err(Error::corrupted(0, "root collapsed into a parent"));
-            }
-        };
+        let (root, value) = trie.remove(self.root, hash, key)?;
+        self.root = root;
         // A damaged image's meta may count fewer keys than its trie holds.
         self.count = self
             .count
             .checked_sub(1)
             .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
-        self.free_value(value.entry())?;
+        self.free_value(value)?;
         Ok(true)
     }
 

@@ -8,8 +8,8 @@
 //!
 //! A branch holds its slots densely: slot `i` is a pair when bit `i` of `datamap` is set
 //! (the pair's rank among the set bits picks its offset), a child node when bit `i` of
-//! `nodemap` is. Reads borrow pairs straight out of the node's bytes; writes decode a
-//! node into a [`NodeBuf`], change it, and encode it again.
+//! `nodemap` is. Reads borrow pairs straight out of the node's bytes; writes copy a
+//! node's bytes into a [`NodeBuf`] and edit them in place.
 
 use alloc::vec::Vec;
 
@@ -27,6 +27,9 @@ pub const MAX_KEY_LEN: usize = u16::MAX as usize;
 const BRANCH_FIXED: usize = 16;
 const COLLISION_FIXED: usize = 8;
 const PAIR_HEADER: usize = 8;
+/// Room a node being changed allocates beyond its bytes: a few slots' worth, so that
+/// most changes to it do not reallocate.
+const ROOM: usize = 128;
 const FLAG_VALUE_REF: u16 = 1;
 
 /// The slot index of `hash` at `depth`: bits `6·depth .. 6·depth + 6` of the 128-bit
@@ -286,9 +289,54 @@ impl<'a> Collision<'a> {
     }
 }
 
+/// The key of the encoded pair `b` (the pair layout above). Pairs handed to these
+/// readers were built by [`PairBuf::new`] or checked by [`NodeBuf::from_node`], so the
+/// reads cannot fail; they fall back to empty rather than panic.
+fn pair_key(b: &[u8]) -> &[u8] {
+    b.get(PAIR_HEADER..pair_key_end(b)).unwrap_or(&[])
+}
+
+fn pair_key_end(b: &[u8]) -> usize {
+    PAIR_HEADER + (rd_u64(b, 0).unwrap_or(0) & 0xffff) as usize
+}
+
+/// The value of the encoded pair `b`.
+fn pair_value(b: &[u8]) -> ValueRef<'_> {
+    let head = rd_u64(b, 0).unwrap_or(0);
+    let end = pair_key_end(b);
+    if (head >> 16) as u16 == FLAG_VALUE_REF {
+        ValueRef::Entry {
+            offset: rd_u64(b, end).unwrap_or(0),
+            len: (head >> 32) as u32,
+        }
+    } else {
+        ValueRef::Inline(b.get(end..).unwrap_or(&[]))
+    }
+}
+
+/// The value entry's offset of the encoded pair `b`, if its value has an entry.
+pub(crate) fn pair_entry(b: &[u8]) -> Option<u64> {
+    match pair_value(b) {
+        ValueRef::Entry { offset, .. } => Some(offset),
+        ValueRef::Inline(_) => None,
+    }
+}
+
+/// Points the encoded pair `b` at a value entry of `len` bytes at `offset` (its value
+/// must already be in an entry). Changes no length: a node holding the pair keeps its
+/// layout.
+pub(crate) fn set_pair_entry(b: &mut [u8], offset: u64, len: u32) {
+    let end = pair_key_end(b);
+    if let Some(x) = b.get_mut(4..8) {
+        x.copy_from_slice(&len.to_le_bytes());
+    }
+    if let Some(x) = b.get_mut(end..end + 8) {
+        x.copy_from_slice(&offset.to_le_bytes());
+    }
+}
+
 /// An owned pair, held as its encoded bytes (the pair layout above: header, key, then
-/// the inline value or the value entry's offset). One allocation a pair, and a node is
-/// encoded by copying its pairs whole.
+/// the inline value or the value entry's offset). A node takes it in by copying it whole.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PairBuf(Vec<u8>);
 
@@ -313,98 +361,184 @@ impl PairBuf {
         PairBuf(b)
     }
 
-    pub(crate) fn from_ref(p: &PairRef<'_>) -> Self {
-        PairBuf::new(p.key, p.value)
-    }
-
-    /// The pair's header word (see [`new`](Self::new)). The bytes were built by `new`,
-    /// so the reads below cannot fail; they fall back to empty rather than panic.
-    fn head(&self) -> u64 {
-        rd_u64(&self.0, 0).unwrap_or(0)
-    }
-
-    fn key_end(&self) -> usize {
-        PAIR_HEADER + (self.head() & 0xffff) as usize
-    }
-
     pub(crate) fn key(&self) -> &[u8] {
-        self.0.get(PAIR_HEADER..self.key_end()).unwrap_or(&[])
-    }
-
-    pub(crate) fn value(&self) -> ValueRef<'_> {
-        let head = self.head();
-        let end = self.key_end();
-        if (head >> 16) as u16 == FLAG_VALUE_REF {
-            ValueRef::Entry {
-                offset: rd_u64(&self.0, end).unwrap_or(0),
-                len: (head >> 32) as u32,
-            }
-        } else {
-            ValueRef::Inline(self.0.get(end..).unwrap_or(&[]))
-        }
+        pair_key(&self.0)
     }
 
     /// The value entry's offset, if the value has an entry of its own.
     pub(crate) fn entry(&self) -> Option<u64> {
-        match self.value() {
-            ValueRef::Entry { offset, .. } => Some(offset),
-            ValueRef::Inline(_) => None,
-        }
-    }
-
-    /// Points the pair at a value entry of `len` bytes at `offset` (the pair's value
-    /// must already be in an entry).
-    pub(crate) fn set_entry(&mut self, offset: u64, len: u32) {
-        let end = self.key_end();
-        if let Some(b) = self.0.get_mut(4..8) {
-            b.copy_from_slice(&len.to_le_bytes());
-        }
-        if let Some(b) = self.0.get_mut(end..end + 8) {
-            b.copy_from_slice(&offset.to_le_bytes());
-        }
-    }
-
-    fn encoded_len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.0);
+        pair_entry(&self.0)
     }
 }
 
-/// A node being changed: a branch (slots in index order) or a collision node (pairs in
-/// key order).
+/// Where a key goes in a node being changed.
+pub(crate) enum Slot {
+    /// The branch slot of this index holds a child.
+    Child(usize),
+    /// The pair at `rank` (counted by the datamap bit `bit`; `0` in a collision node)
+    /// sits there; `found` when its key is the one looked for.
+    Pair { rank: usize, bit: u64, found: bool },
+    /// Nothing: a pair would go at `rank`, counted by `bit`.
+    Empty { rank: usize, bit: u64 },
+}
+
+/// A node being changed, held as its payload: the very bytes the entry will hold
+/// (the layouts above), except that a child slot may hold a transaction's own node id
+/// (odd) instead of an offset until the commit writes that child, and that the fixed
+/// part (bitmaps or count) is kept in the fields and written into the bytes by
+/// [`finish`](Self::finish). Changes edit the bytes in place (a slot in or out is a
+/// shift, a bitmap bit and a pass over the pair table), so copying a committed node in
+/// is one copy and writing it out needs no encoding.
+///
+/// The bytes are always canonical: tables in slot order, pairs packed after the pair
+/// table in the same order, nothing after the last pair. [`from_node`](Self::from_node)
+/// refuses a committed node that is not, so the arithmetic below never meets a layout
+/// it does not expect.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct NodeBuf {
+    bytes: Vec<u8>,
+    /// A branch's bitmaps (zero in a collision node).
     pub(crate) datamap: u64,
     pub(crate) nodemap: u64,
-    pub(crate) children: Vec<u64>,
-    pub(crate) pairs: Vec<PairBuf>,
+    /// Pairs in the node.
+    pairs: usize,
+    /// Where the pair table starts: after the bitmaps and children of a branch, after
+    /// the count of a collision node.
+    table: usize,
 }
 
 impl NodeBuf {
-    /// Decodes a committed node.
-    pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
-        let mut buf = NodeBuf {
-            pairs: Vec::with_capacity(node.pair_count() + 1),
-            ..NodeBuf::default()
+    /// An empty branch (`branch`) or collision node.
+    pub(crate) fn empty(branch: bool) -> Self {
+        let table = if branch {
+            BRANCH_FIXED
+        } else {
+            COLLISION_FIXED
         };
-        if let NodeRef::Branch(b) = node {
-            buf.datamap = b.datamap;
-            buf.nodemap = b.nodemap;
-            buf.children.reserve_exact(b.child_count());
-            for i in 0..b.child_count() {
-                buf.children.push(b.child(i)?);
+        let mut bytes = alloc::vec![0; ROOM];
+        bytes.truncate(table);
+        NodeBuf {
+            bytes,
+            table,
+            ..NodeBuf::default()
+        }
+    }
+
+    /// Copies a committed node in, checking every pair and that the layout is
+    /// canonical.
+    pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
+        let (payload, at, mut buf) = match node {
+            NodeRef::Branch(b) => (
+                b.payload,
+                b.at,
+                NodeBuf {
+                    datamap: b.datamap,
+                    nodemap: b.nodemap,
+                    pairs: b.pair_count(),
+                    table: BRANCH_FIXED + 8 * b.child_count(),
+                    ..NodeBuf::default()
+                },
+            ),
+            NodeRef::Collision(c) => (
+                c.payload,
+                c.at,
+                NodeBuf {
+                    pairs: c.count,
+                    table: COLLISION_FIXED,
+                    ..NodeBuf::default()
+                },
+            ),
+        };
+        let mut pos = buf.table + 4 * buf.pairs;
+        for rank in 0..buf.pairs {
+            let p = pair_at(payload, pos, at)?;
+            if rd_u32(payload, buf.table + 4 * rank) != Some(pos as u32) {
+                return Err(Error::corrupted(at, "node layout is not canonical"));
             }
+            pos += ref_encoded_len(&p);
         }
-        for rank in 0..node.pair_count() {
-            buf.pairs.push(PairBuf::from_ref(&node.pair(rank)?));
+        if pos != payload.len() {
+            return Err(Error::corrupted(at, "node layout is not canonical"));
         }
+        buf.bytes = payload.to_vec();
         Ok(buf)
     }
 
-    fn pair_rank(&self, idx: usize) -> usize {
+    /// Writes the fixed part into the bytes and returns the payload as the entry holds
+    /// it (once no child slot holds an own id).
+    pub(crate) fn finish(&mut self) -> &[u8] {
+        let (a, b) = if self.table == COLLISION_FIXED {
+            (self.pairs as u64, None)
+        } else {
+            (self.datamap, Some(self.nodemap))
+        };
+        self.set_word(0, a);
+        if let Some(b) = b {
+            self.set_word(8, b);
+        }
+        &self.bytes
+    }
+
+    fn set_word(&mut self, at: usize, v: u64) {
+        if let Some(b) = self.bytes.get_mut(at..at + 8) {
+            b.copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// Pairs in the node.
+    pub(crate) fn pair_count(&self) -> usize {
+        self.pairs
+    }
+
+    pub(crate) fn child_count(&self) -> usize {
+        ones(self.nodemap)
+    }
+
+    fn pair_start(&self, rank: usize) -> usize {
+        if rank < self.pairs {
+            rd_u32(&self.bytes, self.table + 4 * rank).unwrap_or(0) as usize
+        } else {
+            self.bytes.len()
+        }
+    }
+
+    fn pair_range(&self, rank: usize) -> core::ops::Range<usize> {
+        self.pair_start(rank)..self.pair_start(rank + 1)
+    }
+
+    /// The encoded pair at `rank` among the node's pairs.
+    pub(crate) fn pair_at_rank(&self, rank: usize) -> &[u8] {
+        self.bytes.get(self.pair_range(rank)).unwrap_or(&[])
+    }
+
+    pub(crate) fn pair_at_rank_mut(&mut self, rank: usize) -> &mut [u8] {
+        let range = self.pair_range(rank);
+        self.bytes.get_mut(range).unwrap_or(&mut [])
+    }
+
+    pub(crate) fn key_at_rank(&self, rank: usize) -> &[u8] {
+        pair_key(self.pair_at_rank(rank))
+    }
+
+    pub(crate) fn value_at_rank(&self, rank: usize) -> ValueRef<'_> {
+        pair_value(self.pair_at_rank(rank))
+    }
+
+    /// A collision node's rank of `key`: `Ok` where it is, `Err` where it would go.
+    pub(crate) fn find_key(&self, key: &[u8]) -> Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.pair_count());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key_at_rank(mid).cmp(key) {
+                core::cmp::Ordering::Equal => return Ok(mid),
+                core::cmp::Ordering::Less => lo = mid + 1,
+                core::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Err(lo)
+    }
+
+    pub(crate) fn pair_rank(&self, idx: usize) -> usize {
         ones(self.datamap & ((1u64 << idx) - 1))
     }
 
@@ -412,97 +546,136 @@ impl NodeBuf {
         ones(self.nodemap & ((1u64 << idx) - 1))
     }
 
-    /// Puts `pair` at empty slot `idx`.
-    pub(crate) fn insert_pair(&mut self, idx: usize, pair: PairBuf) {
-        let rank = self.pair_rank(idx);
-        self.pairs.insert(rank, pair);
-        self.datamap |= 1 << idx;
+    /// Moves the bytes from `from` to the end so that they start at `to`, growing or
+    /// shortening the node (grown bytes are zero until written).
+    fn move_tail(&mut self, from: usize, to: usize) {
+        let len = self.bytes.len();
+        let new_len = len + to - from;
+        if to > from {
+            self.bytes.resize(new_len, 0);
+        }
+        self.bytes.copy_within(from..len, to);
+        self.bytes.truncate(new_len);
     }
 
-    /// Takes the pair out of slot `idx`.
-    pub(crate) fn take_pair(&mut self, idx: usize) -> PairBuf {
-        let rank = self.pair_rank(idx);
-        self.datamap &= !(1 << idx);
-        self.pairs.remove(rank)
+    /// Adds `all` to every pair table entry and `more` as well to those from rank
+    /// `from` on (wrapping: a negative change is its two's complement). Node payloads
+    /// are bounded by the entry capacity (a u32), checked by the writer before it
+    /// writes the node, so the positions fit.
+    fn shift_table(&mut self, all: usize, from: usize, more: usize) {
+        let table = self.table;
+        let entries = self.bytes[table..table + 4 * self.pairs].chunks_exact_mut(4);
+        for (rank, entry) in entries.enumerate() {
+            let mut pos = rd_u32(entry, 0).unwrap_or(0) as usize;
+            pos = pos.wrapping_add(all);
+            if rank >= from {
+                pos = pos.wrapping_add(more);
+            }
+            entry.copy_from_slice(&(pos as u32).to_le_bytes());
+        }
     }
 
-    pub(crate) fn pair(&self, idx: usize) -> &PairBuf {
-        &self.pairs[self.pair_rank(idx)]
+    /// Puts the encoded `pair` at `rank` among the pairs, and sets `bit` in the
+    /// datamap (a collision node passes 0). Every byte after the new table entry moves
+    /// once: the table's tail and the pairs before the new one by 4, the pairs after it
+    /// by 4 and the pair's length.
+    pub(crate) fn insert_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) {
+        let pair = &pair.0[..];
+        let (at, entry) = (self.pair_start(rank), self.table + 4 * rank);
+        self.move_tail(at, at + 4 + pair.len());
+        self.bytes.copy_within(entry..at, entry + 4);
+        self.bytes[at + 4..at + 4 + pair.len()].copy_from_slice(pair);
+        self.bytes[entry..entry + 4].copy_from_slice(&(at as u32).to_le_bytes());
+        self.datamap |= bit;
+        self.pairs += 1;
+        self.shift_table(4, rank + 1, pair.len());
+    }
+
+    /// Takes the pair at `rank` out and clears `bit` in the datamap: the reverse of
+    /// [`insert_rank`](Self::insert_rank).
+    pub(crate) fn remove_rank(&mut self, rank: usize, bit: u64) -> PairBuf {
+        let range = self.pair_range(rank);
+        let entry = self.table + 4 * rank;
+        let pair = PairBuf(self.bytes[range.clone()].to_vec());
+        self.bytes.copy_within(entry + 4..range.start, entry);
+        self.move_tail(range.end, range.start - 4);
+        self.datamap &= !bit;
+        self.pairs -= 1;
+        self.shift_table(4usize.wrapping_neg(), rank, range.len().wrapping_neg());
+        pair
+    }
+
+    /// Replaces the pair at `rank` (counted by `bit`) by `pair`; returns the old one.
+    pub(crate) fn replace_rank(&mut self, rank: usize, bit: u64, pair: &PairBuf) -> PairBuf {
+        let old = self.remove_rank(rank, bit);
+        self.insert_rank(rank, bit, pair);
+        old
+    }
+
+    /// Where `key` (with `hash`) goes in this node, which sits at `depth`. Inlined on
+    /// the host, where every level of every change and lookup asks.
+    #[cfg_attr(not(target_arch = "arm"), inline)]
+    pub(crate) fn slot(&self, depth: u32, hash: [u64; 2], key: &[u8]) -> Slot {
+        if depth >= MAX_DEPTH {
+            return match self.find_key(key) {
+                Ok(rank) => Slot::Pair {
+                    rank,
+                    bit: 0,
+                    found: true,
+                },
+                Err(rank) => Slot::Empty { rank, bit: 0 },
+            };
+        }
+        let idx = chunk(hash, depth);
+        let bit = 1u64 << idx;
+        if self.nodemap & bit != 0 {
+            return Slot::Child(idx);
+        }
+        let rank = self.pair_rank(idx);
+        if self.datamap & bit != 0 {
+            Slot::Pair {
+                rank,
+                bit,
+                found: self.key_at_rank(rank) == key,
+            }
+        } else {
+            Slot::Empty { rank, bit }
+        }
+    }
+
+    /// The child at rank `rank` (an offset, or a transaction's own node id).
+    pub(crate) fn child(&self, rank: usize) -> u64 {
+        rd_u64(&self.bytes, BRANCH_FIXED + 8 * rank).unwrap_or(0)
+    }
+
+    pub(crate) fn set_child_rank(&mut self, rank: usize, child: u64) {
+        self.set_word(BRANCH_FIXED + 8 * rank, child);
     }
 
     pub(crate) fn child_at(&self, idx: usize) -> u64 {
-        self.children[self.child_rank(idx)]
+        self.child(self.child_rank(idx))
     }
 
-    pub(crate) fn pair_mut(&mut self, idx: usize) -> &mut PairBuf {
-        let rank = self.pair_rank(idx);
-        &mut self.pairs[rank]
+    pub(crate) fn set_child(&mut self, idx: usize, child: u64) {
+        self.set_child_rank(self.child_rank(idx), child);
     }
 
     /// Puts a child at empty slot `idx`.
     pub(crate) fn insert_child(&mut self, idx: usize, child: u64) {
-        let rank = self.child_rank(idx);
-        self.children.insert(rank, child);
+        let at = BRANCH_FIXED + 8 * self.child_rank(idx);
+        self.move_tail(at, at + 8);
         self.nodemap |= 1 << idx;
-    }
-
-    pub(crate) fn set_child(&mut self, idx: usize, child: u64) {
-        let rank = self.child_rank(idx);
-        self.children[rank] = child;
+        self.table += 8;
+        self.set_child(idx, child);
+        self.shift_table(8, 0, 0);
     }
 
     pub(crate) fn remove_child(&mut self, idx: usize) {
-        let rank = self.child_rank(idx);
+        let at = BRANCH_FIXED + 8 * self.child_rank(idx);
+        self.move_tail(at + 8, at);
         self.nodemap &= !(1 << idx);
-        self.children.remove(rank);
-    }
-
-    /// Encodes the node as a branch (`branch`) or a collision node: one encoder for
-    /// both, which differ only in the fixed part before the pair table.
-    pub(crate) fn encode(&self, branch: bool) -> Vec<u8> {
-        let head = if branch {
-            BRANCH_FIXED + 8 * self.children.len()
-        } else {
-            COLLISION_FIXED
-        };
-        let fixed = head + 4 * self.pairs.len();
-        let total = fixed + self.pairs.iter().map(PairBuf::encoded_len).sum::<usize>();
-        let mut out = Vec::with_capacity(total);
-        if branch {
-            out.extend_from_slice(&self.datamap.to_le_bytes());
-            out.extend_from_slice(&self.nodemap.to_le_bytes());
-            for c in &self.children {
-                out.extend_from_slice(&c.to_le_bytes());
-            }
-        } else {
-            // count u32 | 0u32
-            out.extend_from_slice(&u64::from(self.pairs.len() as u32).to_le_bytes());
-        }
-        self.encode_pairs(fixed, &mut out);
-        out
-    }
-
-    #[cfg(test)]
-    pub(crate) fn encode_branch(&self) -> Vec<u8> {
-        self.encode(true)
-    }
-
-    #[cfg(test)]
-    pub(crate) fn encode_collision(&self) -> Vec<u8> {
-        self.encode(false)
-    }
-
-    fn encode_pairs(&self, fixed: usize, out: &mut Vec<u8>) {
-        let mut at = fixed;
-        for p in &self.pairs {
-            // Node payloads are bounded by the entry capacity (a u32), checked by the
-            // writer before encoding.
-            out.extend_from_slice(&(at as u32).to_le_bytes());
-            at += p.encoded_len();
-        }
-        for p in &self.pairs {
-            p.encode_into(out);
-        }
+        self.table -= 8;
+        self.shift_table(8usize.wrapping_neg(), 0, 0);
     }
 }
 
@@ -545,7 +718,7 @@ fn encode_ref_pairs(pairs: &[PairRef<'_>], fixed: usize, out: &mut Vec<u8>) {
 }
 
 /// Encodes a branch from borrowed parts into `out` (cleared first): the same bytes as
-/// [`NodeBuf::encode_branch`] of the node with these slots, without owning them.
+/// a [`NodeBuf`] with these slots holds, without owning them.
 /// `children` and `pairs` are in slot order.
 pub(crate) fn encode_branch_refs(
     datamap: u64,
@@ -566,7 +739,7 @@ pub(crate) fn encode_branch_refs(
 }
 
 /// Encodes a collision node from pairs in key order into `out` (cleared first): the
-/// same bytes as [`NodeBuf::encode_collision`].
+/// same bytes as a collision [`NodeBuf`] holding them.
 pub(crate) fn encode_collision_refs(pairs: &[PairRef<'_>], out: &mut Vec<u8>) {
     out.clear();
     let fixed = COLLISION_FIXED + 4 * pairs.len();
@@ -579,7 +752,6 @@ pub(crate) fn encode_collision_refs(pairs: &[PairRef<'_>], out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloc::vec;
 
     #[test]
     fn chunks_cover_all_128_bits_in_order() {
@@ -595,13 +767,39 @@ mod tests {
         assert_eq!(MAX_DEPTH, 21);
     }
 
+    // The edits by slot index (branches) and by rank (collision nodes).
+    impl NodeBuf {
+        fn insert_pair(&mut self, idx: usize, pair: &PairBuf) {
+            self.insert_rank(self.pair_rank(idx), 1 << idx, pair);
+        }
+        fn take_pair(&mut self, idx: usize) -> PairBuf {
+            self.remove_rank(self.pair_rank(idx), 1 << idx)
+        }
+        fn replace_pair(&mut self, idx: usize, pair: &PairBuf) -> PairBuf {
+            self.replace_rank(self.pair_rank(idx), 1 << idx, pair)
+        }
+    }
+
+    fn pairs_of(n: &NodeBuf) -> Vec<PairRef<'_>> {
+        (0..n.pair_count())
+            .map(|r| PairRef {
+                key: n.key_at_rank(r),
+                value: n.value_at_rank(r),
+            })
+            .collect()
+    }
+
+    fn children_of(n: &NodeBuf) -> Vec<u64> {
+        (0..n.child_count()).map(|r| n.child(r)).collect()
+    }
+
     #[test]
     fn branch_round_trips() {
-        let mut n = NodeBuf::default();
-        n.insert_pair(5, PairBuf::new(b"k5", ValueRef::Inline(b"v5")));
+        let mut n = NodeBuf::empty(true);
+        n.insert_pair(5, &PairBuf::new(b"k5", ValueRef::Inline(b"v5")));
         n.insert_pair(
             1,
-            PairBuf::new(
+            &PairBuf::new(
                 b"k1",
                 ValueRef::Entry {
                     offset: 4096,
@@ -610,7 +808,7 @@ mod tests {
             ),
         );
         n.insert_child(3, 8192);
-        let bytes = n.encode_branch();
+        let bytes = n.finish().to_vec();
         let b = Branch::parse(&bytes, 0).unwrap();
         assert!(matches!(
             branch_slot(&bytes, 0, 3).unwrap(),
@@ -632,57 +830,131 @@ mod tests {
             panic!("slot 5")
         };
         assert_eq!(p.value, ValueRef::Inline(b"v5"));
-        let again = NodeBuf::from_node(&NodeRef::Branch(b)).unwrap();
-        assert_eq!(again.encode_branch(), bytes);
+        let mut again = NodeBuf::from_node(&NodeRef::Branch(b)).unwrap();
+        assert_eq!(again.finish(), &bytes[..]);
+    }
+
+    /// A node edited in place, slot by slot in any order, holds exactly the bytes the
+    /// borrowed encoders (`bulk`'s, written from scratch) give for its slots.
+    #[test]
+    fn in_place_edits_match_a_fresh_encoding() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut out = Vec::new();
+        for round in 0..200 {
+            let branch = round % 4 != 0;
+            let mut n = NodeBuf::empty(branch);
+            for step in 0..60 {
+                let r = next();
+                let idx = (r % 64) as usize;
+                let bit = 1u64 << idx;
+                let key = [idx as u8, (r >> 8) as u8 % 3];
+                let value = [step as u8; 5];
+                let len = (r >> 16) as usize % 6;
+                let pair = if r & (1 << 40) != 0 {
+                    PairBuf::new(
+                        &key[..1 + (r >> 41) as usize % 2],
+                        ValueRef::Inline(&value[..len]),
+                    )
+                } else {
+                    PairBuf::new(
+                        &key,
+                        ValueRef::Entry {
+                            offset: r >> 44 << 3,
+                            len: 1000,
+                        },
+                    )
+                };
+                if branch {
+                    if n.datamap & bit != 0 {
+                        match r >> 50 & 3 {
+                            0 => drop(n.take_pair(idx)),
+                            1 => drop(n.replace_pair(idx, &pair)),
+                            _ => {
+                                let p = n.take_pair(idx);
+                                n.insert_child(idx, r >> 20 << 3);
+                                assert_eq!(n.nodemap & bit, bit);
+                                let _ = p;
+                            }
+                        }
+                    } else if n.nodemap & bit != 0 {
+                        if r >> 50 & 1 == 0 {
+                            n.remove_child(idx);
+                        } else {
+                            n.set_child(idx, r >> 21 << 3);
+                        }
+                    } else {
+                        n.insert_pair(idx, &pair);
+                    }
+                } else {
+                    match n.slot(MAX_DEPTH, [0; 2], pair.key()) {
+                        Slot::Pair { rank, .. } if r >> 50 & 1 == 0 => drop(n.remove_rank(rank, 0)),
+                        Slot::Pair { rank, .. } => drop(n.replace_rank(rank, 0, &pair)),
+                        Slot::Empty { rank, .. } => n.insert_rank(rank, 0, &pair),
+                        Slot::Child(_) => unreachable!("a collision node has no children"),
+                    }
+                }
+                let (datamap, nodemap) = (n.datamap, n.nodemap);
+                let children = children_of(&n);
+                let refs = pairs_of(&n);
+                if branch {
+                    encode_branch_refs(datamap, nodemap, &children, &refs, &mut out);
+                } else {
+                    assert!(refs.windows(2).all(|w| w[0].key < w[1].key));
+                    encode_collision_refs(&refs, &mut out);
+                }
+                let mut copy = n.clone();
+                assert_eq!(copy.finish(), &out[..], "round {round} step {step}");
+                // And a node copied in from those bytes is the same node.
+                let node = if branch {
+                    NodeRef::Branch(Branch::parse(&out, 8).unwrap())
+                } else {
+                    NodeRef::Collision(Collision::parse(&out, 8).unwrap())
+                };
+                let mut back = NodeBuf::from_node(&node).unwrap();
+                assert_eq!(back.finish(), &out[..]);
+            }
+        }
     }
 
     #[test]
-    fn borrowed_encoders_write_the_same_bytes() {
-        let mut n = NodeBuf::default();
-        n.insert_pair(7, PairBuf::new(b"seven", ValueRef::Inline(b"value 7")));
-        n.insert_pair(
-            2,
-            PairBuf::new(
-                b"two",
-                ValueRef::Entry {
-                    offset: 4096,
-                    len: 900,
-                },
-            ),
-        );
-        n.insert_child(40, 8192);
-        n.insert_child(3, 1024);
-        let refs: Vec<PairRef<'_>> = n
-            .pairs
-            .iter()
-            .map(|p| PairRef {
-                key: p.key(),
-                value: p.value(),
-            })
-            .collect();
-        let mut out = vec![0xee; 3];
-        encode_branch_refs(n.datamap, n.nodemap, &n.children, &refs, &mut out);
-        assert_eq!(out, n.encode_branch());
-        let mut c = NodeBuf {
-            pairs: n.pairs.clone(),
-            ..NodeBuf::default()
-        };
-        c.pairs.sort_by(|a, b| a.key().cmp(b.key()));
-        let mut sorted = refs.clone();
-        sorted.sort_by(|a, b| a.key.cmp(b.key));
-        encode_collision_refs(&sorted, &mut out);
-        assert_eq!(out, c.encode_collision());
+    fn a_node_not_laid_out_canonically_is_refused() {
+        let mut n = NodeBuf::empty(true);
+        n.insert_pair(1, &PairBuf::new(b"a", ValueRef::Inline(b"1")));
+        n.insert_pair(2, &PairBuf::new(b"b", ValueRef::Inline(b"2")));
+        let bytes = n.finish().to_vec();
+        // A byte after the last pair.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let b = Branch::parse(&longer, 0).unwrap();
+        assert!(NodeBuf::from_node(&NodeRef::Branch(b)).is_err());
+        // The pairs in the other order (both offsets still point at whole pairs).
+        let mut swapped = bytes.clone();
+        let (first, second) = (rd_u32(&bytes, 16).unwrap(), rd_u32(&bytes, 20).unwrap());
+        swapped[16..20].copy_from_slice(&second.to_le_bytes());
+        swapped[20..24].copy_from_slice(&first.to_le_bytes());
+        let b = Branch::parse(&swapped, 0).unwrap();
+        assert!(b.pair(0).is_ok() && b.pair(1).is_ok());
+        assert!(NodeBuf::from_node(&NodeRef::Branch(b)).is_err());
+        let b = Branch::parse(&bytes, 0).unwrap();
+        assert!(NodeBuf::from_node(&NodeRef::Branch(b)).is_ok());
     }
 
     #[test]
     fn damaged_nodes_are_errors() {
-        let mut n = NodeBuf::default();
-        n.insert_pair(0, PairBuf::new(&[1; 10], ValueRef::Inline(&[2; 10])));
-        let bytes = n.encode_branch();
+        let mut n = NodeBuf::empty(true);
+        n.insert_pair(0, &PairBuf::new(&[1; 10], ValueRef::Inline(&[2; 10])));
+        let bytes = n.finish().to_vec();
         assert!(branch_slot(&bytes, 0, 0).is_ok());
         for cut in 0..bytes.len() {
             if let Ok(b) = Branch::parse(&bytes[..cut], 0) {
                 assert!(b.pair(0).is_err(), "cut at {cut} parsed a whole pair");
+                assert!(NodeBuf::from_node(&NodeRef::Branch(b)).is_err());
             }
             let lookup = branch_slot(&bytes[..cut], 0, 0);
             assert!(lookup.is_err(), "cut at {cut}: a lookup read a whole pair");

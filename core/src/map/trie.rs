@@ -100,18 +100,18 @@ pub(crate) fn read_node<S: NodeStore + ?Sized>(
     }
 }
 
-/// An edge of a node: a value entry (with the rank of its pair) or a child node.
+/// An edge of a node: a value entry or a child node.
 pub(crate) enum Edge {
-    Value { rank: usize, offset: u64 },
+    Value { offset: u64 },
     Child(u64),
 }
 
 /// Calls `f` with every edge of `node`: its value entries in pair order, then its
-/// children in slot order. One loop for `open`'s walk and compaction's `relocate`.
+/// children in slot order: `open`'s walk.
 pub(crate) fn for_each_edge(node: &NodeRef<'_>, f: &mut dyn FnMut(Edge)) -> Result<(), Error> {
     for rank in 0..node.pair_count() {
         if let ValueRef::Entry { offset, .. } = node.pair(rank)?.value {
-            f(Edge::Value { rank, offset });
+            f(Edge::Value { offset });
         }
     }
     if let NodeRef::Branch(b) = node {

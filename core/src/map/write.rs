@@ -1,9 +1,9 @@
 //! Changing the trie inside a write transaction.
 //!
 //! A transaction does not write trie nodes as it goes. The first time it changes a
-//! committed node it decodes it into the transaction's arena (and frees the committed
+//! committed node it copies its bytes into the transaction's arena (and frees the committed
 //! entry, which stays readable until the commit no longer needs it); from then on the
-//! node is changed in memory. At commit every node in the arena is encoded and written
+//! node's bytes are edited in place. At commit every node in the arena is written
 //! exactly once, children first, at its exact size. So a transaction that touches a node
 //! a thousand times writes it once, a bulk load leaves no holes, and nothing in the
 //! region changes before the commit.
@@ -16,8 +16,8 @@
 
 use alloc::vec::Vec;
 
-use super::node::{MAX_DEPTH, NodeBuf, PairBuf, ValueRef, chunk};
-use super::trie::{self, Edge, NodeStore, NodeStoreMut};
+use super::node::{MAX_DEPTH, NodeBuf, PairBuf, Slot, ValueRef, chunk, set_pair_entry};
+use super::trie::{self, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -58,15 +58,9 @@ impl Arena {
     }
 }
 
-/// What removing a key did to a subtree.
-pub(crate) enum Removal {
-    /// The subtree is now this node.
-    Node(NodeId),
-    /// The subtree shrank to one pair, which belongs inline in the parent.
-    Collapsed(PairBuf),
-    /// The subtree is empty (only a root can become empty).
-    Emptied,
-}
+/// The nodes on a key's path, root first: one a level, down to a collision node.
+const PATH: usize = MAX_DEPTH as usize + 1;
+type Path = [NodeId; PATH];
 
 /// A transaction's view of the trie: its arena over the committed entries of `store`.
 pub(crate) struct TxnTrie<'a, S: NodeStoreMut> {
@@ -76,149 +70,200 @@ pub(crate) struct TxnTrie<'a, S: NodeStoreMut> {
 
 impl<S: NodeStoreMut> TxnTrie<'_, S> {
     /// Makes `id` (at `depth`) a node of the arena, copying a committed node in.
+    /// Inlined on the host, where most calls find the node already the arena's.
+    #[cfg_attr(not(target_arch = "arm"), inline)]
     fn own(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
         if is_dirty(id) {
             return Ok(id);
         }
+        self.copy_in(id, depth)
+    }
+
+    /// [`own`](Self::own) for a committed node.
+    fn copy_in(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
+        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
+        self.adopt(id, node)
+    }
+
+    /// Puts `node`, the copy of the committed node `id`, into the arena in its place.
+    fn adopt(&mut self, id: NodeId, node: NodeBuf) -> Result<NodeId, Error> {
         // Damage must be reported, not copied into a fresh node with a valid checksum.
         self.store.entry_verified(id)?;
-        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         // The committed node stays readable (for snapshots and crash recovery) until the
         // commit that replaces it no longer needs it.
         self.store.free_entry(id)?;
         Ok(self.arena.push(node))
     }
 
-    /// Builds the subtree at `depth` holding two pairs whose hashes agree above it.
+    /// Builds the subtree at `depth` holding two pairs whose hashes agree above it:
+    /// a node holding both where their hash chunks first differ (or a collision node),
+    /// under a chain of one-child branches.
     fn two_pair_subtree(
         &mut self,
         depth: u32,
         a: (PairBuf, [u64; 2]),
         b: (PairBuf, [u64; 2]),
     ) -> NodeId {
-        let mut node = NodeBuf::default();
-        if depth >= MAX_DEPTH {
-            let (mut x, mut y) = (a.0, b.0);
-            if y.key() < x.key() {
-                core::mem::swap(&mut x, &mut y);
-            }
-            node.pairs = alloc::vec![x, y];
-        } else {
-            let (ia, ib) = (chunk(a.1, depth), chunk(b.1, depth));
-            if ia == ib {
-                let child = self.two_pair_subtree(depth + 1, a, b);
-                node.insert_child(ia, child);
-            } else {
-                node.insert_pair(ia, a.0);
-                node.insert_pair(ib, b.0);
+        let hash = a.1;
+        let mut d = depth;
+        while d < MAX_DEPTH && chunk(hash, d) == chunk(b.1, d) {
+            d += 1;
+        }
+        let mut node = NodeBuf::empty(d < MAX_DEPTH);
+        for (pair, hash) in [a, b] {
+            if let Slot::Empty { rank, bit } = node.slot(d, hash, pair.key()) {
+                node.insert_rank(rank, bit, &pair);
             }
         }
-        self.arena.push(node)
+        let mut id = self.arena.push(node);
+        while d > depth {
+            d -= 1;
+            let mut up = NodeBuf::empty(true);
+            up.insert_child(chunk(hash, d), id);
+            id = self.arena.push(up);
+        }
+        id
     }
 
-    /// Inserts or replaces `pair` (whose key hashes to `hash`) in the subtree `id` at
-    /// `depth`. `hash_of` hashes keys already in the trie when two must be split apart.
-    /// Returns the subtree's node and the pair replaced, if the key was there.
+    /// Makes every node on the path of `key` (with `hash`) from `root` down the
+    /// transaction's own, each linked from its parent's child slot, into `path`: the
+    /// node at depth `d` is `path[d]`. The path ends at the node whose slot for the key
+    /// is not a child; returns that node's depth and the slot.
+    fn descend(
+        &mut self,
+        root: NodeId,
+        hash: [u64; 2],
+        key: &[u8],
+        path: &mut Path,
+    ) -> Result<(usize, Slot), Error> {
+        let (mut id, mut depth, mut parent_slot) = (root, 0, 0);
+        loop {
+            let owned = self.own(id, depth as u32)?;
+            path[depth] = owned;
+            if depth > 0 {
+                self.arena
+                    .get_mut(path[depth - 1])
+                    .set_child(parent_slot, owned);
+            }
+            let node = self.arena.get(owned);
+            // A collision node, at the deepest level, has no child slots.
+            match node.slot(depth as u32, hash, key) {
+                Slot::Child(idx) => {
+                    (id, parent_slot) = (node.child_at(idx), idx);
+                    depth += 1;
+                }
+                slot => return Ok((depth, slot)),
+            }
+        }
+    }
+
+    /// Inserts or replaces `pair` (whose key hashes to `hash`) in the trie at `root`
+    /// (`0`: none). `hash_of` hashes keys already in the trie when two must be split
+    /// apart. Returns the new root and, if the key was there, the replaced value's
+    /// entry (`Some(None)` for an inline value).
     pub(crate) fn insert(
         &mut self,
         hash_of: &dyn Fn(&[u8]) -> [u64; 2],
-        id: NodeId,
-        depth: u32,
+        root: NodeId,
         hash: [u64; 2],
         pair: PairBuf,
-    ) -> Result<(NodeId, Option<PairBuf>), Error> {
-        if id == 0 {
-            let mut node = NodeBuf::default();
-            node.insert_pair(chunk(hash, depth), pair);
-            return Ok((self.arena.push(node), None));
-        }
-        let id = self.own(id, depth)?;
-        if depth >= MAX_DEPTH {
-            let node = self.arena.get_mut(id);
-            let replaced = match node.pairs.binary_search_by(|p| p.key().cmp(pair.key())) {
-                Ok(i) => Some(core::mem::replace(&mut node.pairs[i], pair)),
-                Err(i) => {
-                    node.pairs.insert(i, pair);
-                    None
-                }
-            };
-            return Ok((id, replaced));
-        }
-        let idx = chunk(hash, depth);
-        let bit = 1u64 << idx;
-        let node = self.arena.get_mut(id);
-        if node.datamap & bit != 0 {
-            let existing = node.pair_mut(idx);
-            if existing.key() == pair.key() {
-                return Ok((id, Some(core::mem::replace(existing, pair))));
-            }
-            let existing = node.take_pair(idx);
-            let existing_hash = hash_of(existing.key());
-            let child = self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
-            self.arena.get_mut(id).insert_child(idx, child);
-            Ok((id, None))
-        } else if node.nodemap & bit != 0 {
-            let child = node.child_at(idx);
-            let (new_child, replaced) = self.insert(hash_of, child, depth + 1, hash, pair)?;
-            self.arena.get_mut(id).set_child(idx, new_child);
-            Ok((id, replaced))
+    ) -> Result<(NodeId, Option<Option<u64>>), Error> {
+        let root = if root == 0 {
+            self.arena.push(NodeBuf::empty(true))
         } else {
-            node.insert_pair(idx, pair);
-            Ok((id, None))
-        }
+            root
+        };
+        let path = &mut [0; PATH];
+        let (depth, slot) = self.descend(root, hash, pair.key(), path)?;
+        let id = path[depth];
+        let depth = depth as u32;
+        let node = self.arena.get_mut(id);
+        let replaced = match slot {
+            Slot::Pair {
+                rank,
+                bit,
+                found: true,
+            } => Some(node.replace_rank(rank, bit, &pair).entry()),
+            Slot::Pair { rank, bit, .. } => {
+                // Another key holds the slot: both go one level down.
+                let existing = node.remove_rank(rank, bit);
+                let existing_hash = hash_of(existing.key());
+                let child =
+                    self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
+                self.arena
+                    .get_mut(id)
+                    .insert_child(chunk(hash, depth), child);
+                None
+            }
+            Slot::Empty { rank, bit } => {
+                node.insert_rank(rank, bit, &pair);
+                None
+            }
+            Slot::Child(_) => return Err(Error::corrupted(0, "insertion lost its path")),
+        };
+        Ok((path[0], replaced))
     }
 
-    /// Removes `key`, which the caller found in the subtree `id` at `depth`; returns
-    /// what became of the subtree and the removed pair.
+    /// Removes `key`, which the caller found in the trie at `root`; returns the new
+    /// root (`0` when the trie emptied) and the removed value's entry, if it had one.
     pub(crate) fn remove(
         &mut self,
-        id: NodeId,
-        depth: u32,
+        root: NodeId,
         hash: [u64; 2],
         key: &[u8],
-    ) -> Result<(Removal, PairBuf), Error> {
-        let id = self.own(id, depth)?;
-        let node = self.arena.get_mut(id);
-        let removed = if depth >= MAX_DEPTH {
-            let i = node
-                .pairs
-                .binary_search_by(|p| p.key().cmp(key))
-                .map_err(|_| Error::corrupted(0, "key vanished during removal"))?;
-            node.pairs.remove(i)
-        } else {
-            let idx = chunk(hash, depth);
-            let bit = 1u64 << idx;
-            if node.datamap & bit != 0 {
-                node.take_pair(idx)
-            } else if node.nodemap & bit != 0 {
-                let child = node.child_at(idx);
-                let (result, value) = self.remove(child, depth + 1, hash, key)?;
-                let node = self.arena.get_mut(id);
-                match result {
-                    Removal::Node(c) => node.set_child(idx, c),
-                    Removal::Collapsed(pair) => {
-                        if depth > 0 && node.pairs.is_empty() && node.children.len() == 1 {
-                            // This node only led to the collapsed subtree: it goes too.
-                            return Ok((Removal::Collapsed(pair), value));
-                        }
-                        node.remove_child(idx);
-                        node.insert_pair(idx, pair);
-                    }
-                    Removal::Emptied => node.remove_child(idx),
-                }
-                value
-            } else {
-                return Err(Error::corrupted(0, "key vanished during removal"));
-            }
+    ) -> Result<(NodeId, Option<u64>), Error> {
+        let path = &mut [0; PATH];
+        let (mut depth, slot) = self.descend(root, hash, key, path)?;
+        let Slot::Pair {
+            rank,
+            bit,
+            found: true,
+        } = slot
+        else {
+            return Err(Error::corrupted(0, "key vanished during removal"));
         };
-        let node = self.arena.get_mut(id);
-        if node.pairs.is_empty() && node.children.is_empty() {
-            return Ok((Removal::Emptied, removed));
+        let removed = self
+            .arena
+            .get_mut(path[depth])
+            .remove_rank(rank, bit)
+            .entry();
+        // Up the path, what became of the subtree below: `Some(None)` it emptied,
+        // `Some(Some(pair))` it shrank to one pair, which belongs in the parent's slot.
+        let mut below: Option<Option<PairBuf>> = None;
+        loop {
+            let node = self.arena.get_mut(path[depth]);
+            let idx = chunk(hash, depth as u32);
+            match below {
+                None => {}
+                Some(Some(pair))
+                    if depth > 0 && node.pair_count() == 0 && node.child_count() == 1 =>
+                {
+                    // This node only led to the collapsed subtree: it goes too.
+                    below = Some(Some(pair));
+                    depth -= 1;
+                    continue;
+                }
+                Some(collapsed) => {
+                    node.remove_child(idx);
+                    if let Some(pair) = collapsed {
+                        node.insert_rank(node.pair_rank(idx), 1 << idx, &pair);
+                    }
+                }
+            }
+            below = if node.pair_count() == 0 && node.child_count() == 0 {
+                Some(None)
+            } else if depth > 0 && node.pair_count() == 1 && node.child_count() == 0 {
+                Some(Some(node.remove_rank(0, 0)))
+            } else {
+                // Its parents already link it.
+                return Ok((path[0], removed));
+            };
+            if depth == 0 {
+                // A root only empties (it never collapses into a parent).
+                return Ok((0, removed));
+            }
+            depth -= 1;
         }
-        if depth > 0 && node.pairs.len() == 1 && node.children.is_empty() {
-            return Ok((Removal::Collapsed(node.pairs.remove(0)), removed));
-        }
-        Ok((Removal::Node(id), removed))
     }
 
     /// Compaction's pass: takes into the arena every committed node that ends above
@@ -237,41 +282,33 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         let (header, _) = self.store.entry(id)?;
         let cap = u64::from(header.capacity);
-        // The children's offsets, and the ranks and offsets of the values in entries.
-        let mut children = Vec::new();
-        let mut values = Vec::new();
-        let node = trie::read_node(&*self.store, id, depth)?;
-        trie::for_each_edge(&node, &mut |edge| match edge {
-            Edge::Value { rank, offset } => values.push((rank, offset)),
-            Edge::Child(c) => children.push(c),
-        })?;
+        // The node's copy, taken into the arena only if something in it moves.
+        let mut node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
         let mut moved = false;
-        for child in &mut children {
-            let new = self.relocate(*child, depth + 1, limit, budget)?;
-            moved |= new != *child;
-            *child = new;
+        for rank in 0..node.child_count() {
+            let child = node.child(rank);
+            let new = self.relocate(child, depth + 1, limit, budget)?;
+            moved |= new != child;
+            node.set_child_rank(rank, new);
         }
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
-        // Keep only the values that move.
-        let mut high = 0;
-        for i in 0..values.len() {
-            let offset = values[i].1;
-            let (vh, _) = self.store.entry(offset)?;
-            if moves_down(self.store, offset, u64::from(vh.capacity)) {
-                values[high] = values[i];
-                high += 1;
+        // The ranks of the values that move, all chosen before any is copied.
+        let mut values = Vec::new();
+        for rank in 0..node.pair_count() {
+            if let ValueRef::Entry { offset, .. } = node.value_at_rank(rank) {
+                let (vh, _) = self.store.entry(offset)?;
+                if moves_down(self.store, offset, u64::from(vh.capacity)) {
+                    values.push(rank);
+                }
             }
         }
-        values.truncate(high);
         if !moved && values.is_empty() && !moves_down(self.store, id, cap) {
             return Ok(id);
         }
         *budget = budget.saturating_sub(cap);
-        let id = self.own(id, depth)?;
-        self.arena.get_mut(id).children = children;
-        for (rank, _) in values {
-            let ValueRef::Entry { offset, len } = self.arena.get(id).pairs[rank].value() else {
+        for rank in values {
+            let ValueRef::Entry { offset, len } = node.value_at_rank(rank) else {
                 continue;
             };
             let (vh, bytes) = self.store.entry_verified(offset)?;
@@ -285,9 +322,9 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             let new = self.store.write_entry(EntryKind::Value, vh.id, &bytes, 0)?;
             self.store.free_entry(offset)?;
             *budget = budget.saturating_sub(u64::from(vh.capacity));
-            self.arena.get_mut(id).pairs[rank].set_entry(new, len);
+            set_pair_entry(node.pair_at_rank_mut(rank), new, len);
         }
-        Ok(id)
+        self.adopt(id, node)
     }
 
     /// Writes the arena's nodes reachable from `id` (children first) and returns the
@@ -297,20 +334,52 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             return Ok(id);
         }
         let mut node = core::mem::take(self.arena.get_mut(id));
-        for i in 0..node.children.len() {
-            node.children[i] = self.flush(node.children[i], depth + 1)?;
+        for rank in 0..node.child_count() {
+            let child = self.flush(node.child(rank), depth + 1)?;
+            node.set_child_rank(rank, child);
         }
-        let branch = depth < MAX_DEPTH;
-        let kind = if branch {
+        let kind = if depth < MAX_DEPTH {
             EntryKind::Branch
         } else {
             EntryKind::Collision
         };
-        let payload = node.encode(branch);
+        let payload = node.finish();
         let capacity = HEADER_LEN as u64 + payload.len() as u64;
         self.store
-            .write_entry(kind, u64::from(depth), &payload, capacity)
+            .write_entry(kind, u64::from(depth), payload, capacity)
     }
+}
+
+/// Where a walk down `key`'s path through a transaction's own nodes ends.
+enum OwnPath {
+    /// The key is in the own node `id`, at this rank among its pairs.
+    Pair(NodeId, usize),
+    /// The key is absent.
+    Absent,
+    /// The path leaves the own nodes for the committed node at this offset and depth
+    /// (`0`: no node).
+    Committed(u64, u32),
+}
+
+/// Walks `key`'s path through the transaction's own (arena) nodes: one walk for
+/// [`get`] and [`own_pair_mut`].
+fn walk_own(arena: &Arena, root: NodeId, hash: [u64; 2], key: &[u8]) -> OwnPath {
+    let mut id = root;
+    let mut depth = 0;
+    while is_dirty(id) {
+        let node = arena.get(id);
+        match node.slot(depth, hash, key) {
+            Slot::Child(idx) => {
+                id = node.child_at(idx);
+                depth += 1;
+            }
+            Slot::Pair {
+                rank, found: true, ..
+            } => return OwnPath::Pair(id, rank),
+            _ => return OwnPath::Absent,
+        }
+    }
+    OwnPath::Committed(id, depth)
 }
 
 /// Looks `key` up in a transaction's trie: arena nodes first, committed ones below.
@@ -321,79 +390,28 @@ pub(crate) fn get<'a, S: NodeStore>(
     hash: [u64; 2],
     key: &[u8],
 ) -> Result<Option<&'a [u8]>, Error> {
-    let mut id = root;
-    let mut depth = 0;
-    while is_dirty(id) {
-        let node = arena.get(id);
-        if depth >= MAX_DEPTH {
-            return node
-                .pairs
-                .binary_search_by(|p| p.key().cmp(key))
-                .ok()
-                .map(|i| trie::value_bytes(store, node.pairs[i].value()))
-                .transpose();
-        }
-        let idx = chunk(hash, depth);
-        let bit = 1u64 << idx;
-        if node.datamap & bit != 0 {
-            let pair = node.pair(idx);
-            if pair.key() != key {
-                return Ok(None);
-            }
-            return trie::value_bytes(store, pair.value()).map(Some);
-        }
-        if node.nodemap & bit == 0 {
-            return Ok(None);
-        }
-        id = node.child_at(idx);
-        depth += 1;
-    }
-    if id == 0 {
-        return Ok(None);
-    }
-    match trie::get_from(store, id, depth, hash, key)? {
-        Some(v) => Ok(Some(trie::value_bytes(store, v)?)),
-        None => Ok(None),
-    }
+    let value = match walk_own(arena, root, hash, key) {
+        OwnPath::Pair(id, rank) => arena.get(id).value_at_rank(rank),
+        OwnPath::Absent | OwnPath::Committed(0, _) => return Ok(None),
+        OwnPath::Committed(id, depth) => match trie::get_from(store, id, depth, hash, key)? {
+            Some(v) => v,
+            None => return Ok(None),
+        },
+    };
+    trie::value_bytes(store, value).map(Some)
 }
 
-/// The pair of `key` if it lives in one of the transaction's own (arena) nodes, for an
-/// in-place rewrite of its value; `None` when the key is absent or only in committed
-/// nodes.
+/// The encoded pair of `key` if it lives in one of the transaction's own (arena) nodes,
+/// for an in-place rewrite of its value; `None` when the key is absent or only in
+/// committed nodes.
 pub(crate) fn own_pair_mut<'a>(
     arena: &'a mut Arena,
     root: NodeId,
     hash: [u64; 2],
     key: &[u8],
-) -> Option<&'a mut PairBuf> {
-    let mut id = root;
-    let mut depth = 0;
-    // Find the deepest own node on the key's path first: the borrow checker lets one
-    // mutable borrow out of the loop only.
-    loop {
-        if !is_dirty(id) {
-            return None;
-        }
-        let node = arena.get(id);
-        if depth >= MAX_DEPTH {
-            break;
-        }
-        let bit = 1u64 << chunk(hash, depth);
-        if node.nodemap & bit == 0 {
-            break;
-        }
-        id = node.child_at(chunk(hash, depth));
-        depth += 1;
+) -> Option<&'a mut [u8]> {
+    match walk_own(arena, root, hash, key) {
+        OwnPath::Pair(id, rank) => Some(arena.get_mut(id).pair_at_rank_mut(rank)),
+        _ => None,
     }
-    let node = arena.get_mut(id);
-    if depth >= MAX_DEPTH {
-        let i = node.pairs.binary_search_by(|p| p.key().cmp(key)).ok()?;
-        return Some(&mut node.pairs[i]);
-    }
-    let idx = chunk(hash, depth);
-    if node.datamap & (1u64 << idx) == 0 {
-        return None;
-    }
-    let pair = node.pair_mut(idx);
-    (pair.key() == key).then_some(pair)
 }
