@@ -106,6 +106,12 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
                     Err(e) => return Err(e),
                     Ok((slot, header)) => CommitLog::from_header(region, slot, header)?,
                 };
+                if log.seed() != map.seed() {
+                    return Err(Error::corrupted(
+                        LOG_SLOT_OFFSETS[log.slot],
+                        "the commit log belongs to another database",
+                    ));
+                }
                 if log.base_txid() > map_txid {
                     return Err(Error::corrupted(
                         LOG_SLOT_OFFSETS[log.slot],
@@ -219,12 +225,15 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
     }
 
     /// Runs a map operation that commits outside the log; a failure may have left a
-    /// commit visible, so the log is marked broken.
+    /// commit visible, so the log is marked broken. The map is synced first: space freed
+    /// by the logged commits since its last sync is reusable only after one, and a
+    /// compaction needs it.
     fn unlogged<T>(
         &self,
         st: &mut LogState<L>,
         op: impl FnOnce(&Map<M, H>) -> Result<T, Error>,
     ) -> Result<T, Error> {
+        self.map.sync()?;
         let before = self.map.txid();
         let result = op(&self.map);
         if self.map.txid() != before {
