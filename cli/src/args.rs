@@ -11,7 +11,8 @@ Exit codes:
   0  success
   1  check found problems; get or delete: the key is not there
   2  usage: bad arguments, or a KEY or VALUE that is not valid in its --encoding
-  3  I/O error, no database at DB, or the database is locked by another process
+  3  I/O error, no database at DB, the database is locked by another process, or
+     its commit log (DB-log) holds commits that only a writable open can replay
   4  the database is corrupt (the message names the offset) or not a hamtdb file
   5  bad input data: a malformed import line (named by its line number), a key or
      value too large, or stored bytes that the chosen output encoding cannot show

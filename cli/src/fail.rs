@@ -107,6 +107,16 @@ pub(crate) fn db_error(path: &Path, access: Access, err: DbError) -> Fail {
         DbError::Open(e) => Fail::new(IO, format!("cannot open {shown}: {e}")),
         DbError::Core(e) => core_error(path, e),
         DbError::Io(e) => Fail::new(IO, format!("{shown}: I/O error: {e}")),
+        DbError::NeedsRecovery { records } => Fail::new(
+            IO,
+            format!(
+                "{shown}: its commit log ({shown}-log) holds {records} commits that the \
+                 file does not have yet, and a read-only open cannot replay them"
+            ),
+        )
+        .hint(format!(
+            "open it writable once to replay them, for instance `hamtdb {shown} compact`"
+        )),
         other => Fail::new(IO, format!("{shown}: {other}")),
     }
 }

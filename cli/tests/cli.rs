@@ -686,6 +686,38 @@ fn a_locked_database_gives_the_lock_error() {
     on(&db).args(["put", "b", "2"]).assert().success();
 }
 
+/// Copies `from` to a new file renamed over `to`: the bytes the system holds, in a new
+/// inode free of the locks held on the old one.
+fn replace_with_copy(from: &Path, to: &Path) {
+    let tmp = to.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, to).unwrap();
+}
+
+#[test]
+fn a_database_behind_its_commit_log_is_exit_3_until_opened_writable() {
+    let (dir, db) = temp();
+    on(&db).args(["put", "a", "1"]).assert().success();
+    let saved = dir.path().join("saved");
+    std::fs::copy(&db, &saved).unwrap();
+    // Two durable commits in the log, none of the file's pages: what power loss can leave.
+    let writer = hamtdb::Db::open(&db).unwrap();
+    writer.put(b"b", b"2").unwrap();
+    writer.put(b"c", b"3").unwrap();
+    core::mem::forget(writer);
+    let log = hamtdb::log_path(&db);
+    replace_with_copy(&log, &log);
+    replace_with_copy(&saved, &db);
+    for args in [&["get", "b"][..], &["len"], &["check"]] {
+        on(&db).args(args).assert().code(3).stdout("").stderr(
+            predicate::str::contains("commit log").and(predicate::str::contains("writable")),
+        );
+    }
+    on(&db).arg("compact").assert().success();
+    on(&db).args(["get", "c"]).assert().success().stdout("3\n");
+    on(&db).arg("len").assert().success().stdout("3\n");
+}
+
 #[test]
 fn nothing_on_stderr_off_a_terminal() {
     // assert_cmd pipes stderr: no progress bars, no summaries there.

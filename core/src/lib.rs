@@ -7,6 +7,8 @@
 //! - [`buffer`]: entries, free space and crash-safe commits over a region, and
 //!   [`Buffer`], a store of records with stable ids.
 //! - [`hash`]: MurmurHash3 for checksums and the map's path bits.
+//! - [`log`]: the commit log, and [`LoggedMap`](log::LoggedMap), a map whose durable
+//!   commits are one append and one sync of the log.
 //!
 //! The core never touches files, threads or clocks; the std crate `hamtdb` supplies them.
 #![no_std]
@@ -19,6 +21,7 @@ extern crate std;
 pub mod buffer;
 mod error;
 pub mod hash;
+pub mod log;
 pub mod map;
 mod prefetch;
 pub mod region;

@@ -8,9 +8,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use hamtdb_core::log::{CommitLog, LogPolicy, LoggedMap, LoggedTxn};
 use hamtdb_core::{
     CheckReport, Durability, Error, Map, MapCompactReport, MapOptions, MapStats, Murmur3,
-    OwnedPair, ReadTxn, Region, Value, WriteTxn,
+    OwnedPair, ReadTxn, Region, RegionError, Value,
 };
 
 use crate::error::DbError;
@@ -64,6 +65,20 @@ pub struct Options {
     /// values plus about 160 bytes a put. Default 1 GiB; `0` puts every pair into the
     /// trie as it comes.
     pub pending_max_bytes: usize,
+    /// Make durable commits through a commit log, the file `<path>-log` next to the
+    /// database (default `true`): a durable commit then writes its changes to the
+    /// database file without syncing it, appends one record to the log and syncs the
+    /// log, one contiguous write instead of the file's scattered pages. The file is
+    /// synced and the log emptied at a checkpoint: when the log or the space freed since
+    /// the last one passes [`log_policy`](Self::log_policy)'s bounds, after a
+    /// compaction, a transaction too large to log, and on close. Opening replays the
+    /// log's records the file does not hold yet.
+    ///
+    /// `false`: every durable commit syncs the database file. A log left by an earlier
+    /// open is replayed and removed.
+    pub commit_log: bool,
+    /// When the commit log checkpoints, and which transactions it does not log.
+    pub log_policy: LogPolicy,
 }
 
 impl Default for Options {
@@ -79,6 +94,8 @@ impl Default for Options {
             read_only: false,
             seed: None,
             pending_max_bytes: 1 << 30,
+            commit_log: true,
+            log_policy: LogPolicy::default(),
         }
     }
 }
@@ -144,6 +161,18 @@ impl Options {
         self
     }
 
+    /// Sets [`commit_log`](Self::commit_log).
+    pub fn commit_log(mut self, on: bool) -> Self {
+        self.commit_log = on;
+        self
+    }
+
+    /// Sets [`log_policy`](Self::log_policy).
+    pub fn log_policy(mut self, policy: LogPolicy) -> Self {
+        self.log_policy = policy;
+        self
+    }
+
     /// Opens the database at `path`, creating it if it does not exist (unless
     /// read-only).
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db, DbError> {
@@ -169,7 +198,7 @@ struct Batch {
 
 /// What the threads share.
 struct Shared {
-    map: Map<FileRegion, Murmur3>,
+    db: LoggedMap<FileRegion, FileRegion, Murmur3>,
     options: Options,
     path: PathBuf,
     /// Writers queue here, so that they sleep instead of spinning on the core's lock.
@@ -196,6 +225,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// for as long as the `Db` is open: another process (or another `Db` on the same file)
 /// gets [`DbError::Locked`]. That lock is what keeps the memory map sound; a program that
 /// writes the file while it is open, ignoring the lock, breaks every guarantee.
+///
+/// Durable commits go through a commit log, the file `<path>-log` next to the database
+/// (see [`Options::commit_log`] and [`log_path`]): keep the two files together (copy,
+/// move or delete them together, with the database closed). Only the holder of the
+/// database's exclusive lock writes the log. A read-only open of a database whose log
+/// holds commits the file lacks (after a crash) returns [`DbError::NeedsRecovery`]:
+/// open it writable once to replay them.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -244,6 +280,7 @@ impl Db {
             .growth(options.growth)
             .reservation(options.reservation)
             .read_only(options.read_only);
+        let mut created = true;
         let map = if options.read_only || path.exists() {
             let region = FileRegion::open(path, region_options)?;
             if !options.read_only && never_formatted(&region)? {
@@ -254,14 +291,16 @@ impl Db {
                 sync_parent_dir(path)?;
                 map
             } else {
+                created = false;
                 Map::open(region)?
             }
         } else {
             format(FileRegion::create(path, region_options)?, &options)?
         };
         map.set_extension_factor(options.extension_factor)?;
+        let db = with_log(map, path, &options, created)?;
         let shared = Arc::new(Shared {
-            map,
+            db,
             path: path.to_path_buf(),
             writer: Mutex::new(()),
             batch: Mutex::new(Batch::default()),
@@ -298,22 +337,22 @@ impl Db {
     /// The value of `key` at the last commit, borrowed from the file without copying;
     /// it holds a snapshot (keeping its bytes from being reused) until dropped.
     pub fn get(&self, key: &[u8]) -> Result<Option<Value<'_, FileRegion>>, DbError> {
-        Ok(self.shared.map.get(key)?)
+        Ok(self.shared.map().get(key)?)
     }
 
     /// The value of `key` at the last commit, copied out.
     pub fn get_owned(&self, key: &[u8]) -> Result<Option<Vec<u8>>, DbError> {
-        Ok(self.shared.map.get(key)?.map(|v| v.to_vec()))
+        Ok(self.shared.map().get(key)?.map(|v| v.to_vec()))
     }
 
     /// Whether `key` is present at the last commit.
     pub fn contains_key(&self, key: &[u8]) -> Result<bool, DbError> {
-        Ok(self.shared.map.contains_key(key)?)
+        Ok(self.shared.map().contains_key(key)?)
     }
 
     /// Number of keys at the last commit.
     pub fn len(&self) -> u64 {
-        self.shared.map.len()
+        self.shared.map().len()
     }
 
     /// Whether the database held no keys at the last commit.
@@ -323,7 +362,7 @@ impl Db {
 
     /// Every pair at the last commit, copied out, in storage order.
     pub fn iter(&self) -> Result<Vec<OwnedPair>, DbError> {
-        Ok(self.shared.map.iter()?)
+        Ok(self.shared.map().iter()?)
     }
 
     /// Sets `key` to `value`, committed with the default durability (shared with other
@@ -340,14 +379,14 @@ impl Db {
 
     /// A snapshot of the last commit; it never waits for writers.
     pub fn begin_read(&self) -> ReadTxn<'_, FileRegion> {
-        self.shared.map.begin_read()
+        self.shared.map().begin_read()
     }
 
     /// The write transaction, waiting while another is open.
     pub fn begin_write(&self) -> Result<DbWriteTxn<'_>, DbError> {
         self.shared.writable()?;
         let guard = lock(&self.shared.writer);
-        let txn = self.shared.map.begin_write();
+        let txn = self.shared.db.begin_write();
         Ok(DbWriteTxn {
             pending: (txn.is_empty() && self.shared.options.pending_max_bytes > 0)
                 .then(PendingPuts::new),
@@ -372,12 +411,12 @@ impl Db {
 
     /// Keys by depth and space accounting.
     pub fn stats(&self) -> Result<MapStats, DbError> {
-        Ok(self.shared.map.stats()?)
+        Ok(self.shared.map().stats()?)
     }
 
     /// Verifies every node and value of the last commit; every problem with its offset.
     pub fn check(&self) -> CheckReport {
-        self.shared.map.check()
+        self.shared.map().check()
     }
 
     /// Stops the background threads, syncs what is not yet durable and releases the
@@ -400,7 +439,9 @@ impl Db {
         if self.shared.options.read_only {
             return Ok(());
         }
-        self.shared.flush()
+        let _writer = lock(&self.shared.writer);
+        self.shared.unsynced.store(false, Ordering::Release);
+        Ok(self.shared.db.checkpoint()?)
     }
 }
 
@@ -411,6 +452,10 @@ impl Drop for Db {
 }
 
 impl Shared {
+    fn map(&self) -> &Map<FileRegion, Murmur3> {
+        self.db.map()
+    }
+
     fn writable(&self) -> Result<(), DbError> {
         if self.options.read_only {
             return Err(DbError::ReadOnly);
@@ -451,17 +496,32 @@ impl Shared {
     /// Applies `ops` in one transaction and commits it with the default durability.
     fn apply(&self, ops: Vec<(u64, Op)>) -> Vec<(u64, Result<bool, Error>)> {
         let _writer = lock(&self.writer);
-        let mut txn = self.map.begin_write();
-        let mut results: Vec<(u64, Result<bool, Error>)> = ops
-            .into_iter()
-            .map(|(ticket, op)| {
-                let result = match op {
-                    Op::Put(k, v) => txn.put(&k, &v),
-                    Op::Delete(k) => txn.delete(&k),
-                };
-                (ticket, result)
-            })
-            .collect();
+        let run = |txn: &mut LoggedTxn<'_, FileRegion, FileRegion>| {
+            ops.iter()
+                .map(|(ticket, op)| {
+                    let result = match op {
+                        Op::Put(k, v) => txn.put(k, v),
+                        Op::Delete(k) => txn.delete(k),
+                    };
+                    (*ticket, result)
+                })
+                .collect::<Vec<_>>()
+        };
+        let mut txn = self.db.begin_write();
+        let mut results = run(&mut txn);
+        // With the commit log, space freed since the file's last sync is reusable only
+        // after a checkpoint: a batch that ran out of room gets one, and a second try.
+        if results
+            .iter()
+            .any(|(_, r)| r.as_ref().is_err_and(is_out_of_room))
+            && self.map().space_usage().pending_bytes > 0
+        {
+            txn.abort();
+            // A failed checkpoint shows again in the second try's results.
+            let _ = self.db.checkpoint();
+            txn = self.db.begin_write();
+            results = run(&mut txn);
+        }
         if results.iter().all(|(_, r)| r.is_err()) {
             txn.abort();
             return results;
@@ -480,7 +540,7 @@ impl Shared {
     fn flush(&self) -> Result<(), DbError> {
         let _writer = lock(&self.writer);
         self.unsynced.store(false, Ordering::Release);
-        if let Err(e) = self.map.sync() {
+        if let Err(e) = self.db.sync() {
             // Not durable after all: the flusher tries again on its next tick.
             self.unsynced.store(true, Ordering::Release);
             return Err(e.into());
@@ -490,7 +550,7 @@ impl Shared {
 
     fn compact(&self) -> Result<MapCompactReport, DbError> {
         let mut report = MapCompactReport {
-            used_end_before: self.map.space_usage().used_end,
+            used_end_before: self.map().space_usage().used_end,
             ..MapCompactReport::default()
         };
         // A step walks the trie down to what it moves, and what it cannot prune it reads:
@@ -503,7 +563,7 @@ impl Shared {
         for _ in 0..1024 {
             let moved = {
                 let _writer = lock(&self.writer);
-                self.map.compact_step(step)?
+                self.db.compact_step(step)?
             };
             if moved == 0 || self.stopping() {
                 break;
@@ -512,7 +572,7 @@ impl Shared {
             report.steps += 1;
         }
         let _writer = lock(&self.writer);
-        report.used_end_after = self.map.shrink()?;
+        report.used_end_after = self.db.shrink()?;
         report.steps += 1;
         Ok(report)
     }
@@ -549,7 +609,7 @@ impl Shared {
         let mut last = Instant::now();
         while self.wait(tick) {
             let time_due = policy.interval.is_some_and(|every| last.elapsed() >= every);
-            let usage = self.map.space_usage();
+            let usage = self.map().space_usage();
             let reclaimable = usage.free_bytes + usage.pending_bytes;
             let space_due = policy.space_percent > 0
                 && reclaimable >= policy.space_min_bytes.max(1)
@@ -562,6 +622,93 @@ impl Shared {
             }
         }
     }
+}
+
+/// Whether `e` says the region has no room (a full disk or reservation).
+fn is_out_of_room(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Region(RegionError::NoSpace { .. } | RegionError::Full { .. })
+    )
+}
+
+/// The commit log's file of the database at `path`: `<path>-log` (see
+/// [`Options::commit_log`]).
+pub fn log_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push("-log");
+    PathBuf::from(name)
+}
+
+/// Address space reserved for the commit log's mapping.
+fn log_reservation(policy: &LogPolicy) -> u64 {
+    policy
+        .max_log_bytes
+        .saturating_add(policy.max_record_bytes)
+        .saturating_mul(2)
+        .max(64 << 20)
+}
+
+/// Composes `map` with its commit log as `options` say: replays what the log holds past
+/// the map; refuses to open read-only when it holds any. A log left next to a database
+/// file that was just `created` belonged to a database that is gone: it is removed.
+fn with_log(
+    map: Map<FileRegion, Murmur3>,
+    path: &Path,
+    options: &Options,
+    created: bool,
+) -> Result<LoggedMap<FileRegion, FileRegion, Murmur3>, DbError> {
+    let log_path = log_path(path);
+    if created && !options.read_only && log_path.exists() {
+        std::fs::remove_file(&log_path)?;
+    }
+    let policy = options.log_policy;
+    // Appends with `pwrite`: no write-protect fault per commit (see docs/PERFORMANCE.md).
+    let region_options = FileRegionOptions::default()
+        .reservation(log_reservation(&policy))
+        .read_only(options.read_only)
+        .pwrite(true);
+    if options.read_only {
+        if log_path.exists() {
+            let region = FileRegion::open(&log_path, region_options)?;
+            match CommitLog::open(region) {
+                Err(Error::NotInitialized) => {}
+                Err(e) => return Err(e.into()),
+                Ok(log) => {
+                    let txid = map.txid();
+                    let mut records = 0;
+                    for record in log.records() {
+                        if record?.txid > txid {
+                            records += 1;
+                        }
+                    }
+                    if records > 0 {
+                        return Err(DbError::NeedsRecovery { records });
+                    }
+                }
+            }
+        }
+        return Ok(LoggedMap::open(map, None, policy)?.0);
+    }
+    if !options.commit_log {
+        if !log_path.exists() {
+            return Ok(LoggedMap::open(map, None, policy)?.0);
+        }
+        // Replay what an earlier open logged, checkpoint, and go on without the log.
+        let region = FileRegion::open(&log_path, region_options)?;
+        let (db, _) = LoggedMap::open(map, Some(region), policy)?;
+        let (map, log) = db.into_parts();
+        drop(log);
+        std::fs::remove_file(&log_path)?;
+        sync_parent_dir(path)?;
+        return Ok(LoggedMap::open(map, None, policy)?.0);
+    }
+    let region = FileRegion::open_or_create(&log_path, region_options)?;
+    let (db, recovery) = LoggedMap::open(map, Some(region), policy)?;
+    if recovery.created {
+        sync_parent_dir(path)?;
+    }
+    Ok(db)
 }
 
 /// Formats `region` as a new, empty map with `options`.
@@ -640,7 +787,7 @@ fn random_seed() -> Result<u64, DbError> {
 /// the trie fails the put that does not fit and may still commit the others. Either way
 /// nothing committed before is touched.
 pub struct DbWriteTxn<'d> {
-    txn: WriteTxn<'d, FileRegion>,
+    txn: LoggedTxn<'d, FileRegion, FileRegion>,
     pending: Option<PendingPuts>,
     /// Set when building the trie from `pending` failed: the transaction can only be
     /// aborted, and its writes return this.

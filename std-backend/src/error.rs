@@ -77,6 +77,12 @@ pub enum DbError {
     Core(hamtdb_core::Error),
     /// The operating system failed otherwise.
     Io(io::Error),
+    /// Opened read-only, but the commit log (`<path>-log`) holds `records` commits the
+    /// database file does not: replaying them writes the file. Open it writable once.
+    NeedsRecovery {
+        /// Commits waiting in the log.
+        records: u64,
+    },
 }
 
 impl DbError {
@@ -99,6 +105,11 @@ impl fmt::Display for DbError {
             DbError::Open(err) => write!(f, "could not open the database: {err}"),
             DbError::Core(err) => err.fmt(f),
             DbError::Io(err) => write!(f, "I/O error: {err}"),
+            DbError::NeedsRecovery { records } => write!(
+                f,
+                "the commit log holds {records} commits the database file does not have yet; \
+                 open the database writable once to replay them"
+            ),
         }
     }
 }
@@ -109,7 +120,7 @@ impl core::error::Error for DbError {
             DbError::Open(err) => Some(err),
             DbError::Core(err) => Some(err),
             DbError::Io(err) => Some(err),
-            DbError::Locked | DbError::ReadOnly => None,
+            DbError::Locked | DbError::ReadOnly | DbError::NeedsRecovery { .. } => None,
         }
     }
 }

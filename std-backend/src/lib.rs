@@ -24,7 +24,7 @@ mod record_io;
 #[cfg(feature = "serde")]
 mod serde_codec;
 
-pub use db::{Db, DbCompactionPolicy, DbWriteTxn, Options};
+pub use db::{Db, DbCompactionPolicy, DbWriteTxn, Options, log_path};
 pub use error::{DbError, OpenError};
 pub use file_region::{DEFAULT_RESERVATION, FileRegion, FileRegionOptions, GrowthPolicy};
 pub use hamtdb_core::*;

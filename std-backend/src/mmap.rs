@@ -123,6 +123,9 @@ pub(crate) struct MappedFile {
     /// What [`zero_ahead`](Self::zero_ahead) did last. Its lock orders raising `touched`
     /// against pre-zeroing.
     zeroed: Mutex<ZeroAhead>,
+    /// Writes go through `pwrite` on the file, syncs are `fdatasync` (see
+    /// `FileRegionOptions::pwrite`).
+    file_writes: bool,
 }
 
 /// The state of [`MappedFile::zero_ahead`].
@@ -197,7 +200,15 @@ impl MappedFile {
                 end: 0,
                 touched_at_sync: touched,
             }),
+            file_writes: false,
         })
+    }
+
+    /// Writes through `pwrite` on the file instead of the map when `on`, and syncs with
+    /// `fdatasync`.
+    pub(crate) fn with_file_writes(mut self, on: bool) -> Self {
+        self.file_writes = on;
+        self
     }
 
     /// The current length in bytes.
@@ -270,6 +281,14 @@ impl MappedFile {
                 let _zeroed = lock(&self.zeroed);
                 self.touched.fetch_max(end, Ordering::AcqRel);
             }
+        }
+        if self.file_writes {
+            // The page cache under the map is the file's: views see these bytes. Below
+            // `len`, so the file does not grow.
+            return self
+                .file
+                .write_all_at(data, offset)
+                .map_err(|err| io_error(RegionOp::Write, &err));
         }
         // SAFETY: `ptr::copy_nonoverlapping` needs the source valid for reads and the
         // destination valid for writes of `data.len()` bytes, and the two not to overlap.
@@ -386,7 +405,7 @@ impl MappedFile {
         if !self.writable {
             return Ok(());
         }
-        if self.zero_ahead() {
+        if self.zero_ahead() || self.file_writes {
             return self.datasync();
         }
         let changes = self.len_changes.load(Ordering::Acquire);

@@ -10,6 +10,7 @@ use core::time::Duration;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Barrier;
 
+use hamtdb::log::LogPolicy;
 use hamtdb::{Db, DbCompactionPolicy, DbError, Durability, Error, MAX_KEY_LEN, Options, ReadTxn};
 
 mod common;
@@ -898,7 +899,12 @@ fn options_builder_sets_every_field() {
         })
         .flush_interval(Some(Duration::from_secs(1)))
         .read_only(false)
-        .seed(9);
+        .seed(9)
+        .commit_log(false)
+        .log_policy(LogPolicy {
+            max_log_bytes: 1 << 20,
+            ..LogPolicy::default()
+        });
     assert_eq!(o.durability, Durability::None);
     assert_eq!(o.growth, small_growth());
     assert_eq!(o.reservation, 1 << 28);
@@ -906,7 +912,10 @@ fn options_builder_sets_every_field() {
     assert_eq!(o.compaction.space_percent, 5);
     assert_eq!(o.flush_interval, Some(Duration::from_secs(1)));
     assert_eq!(o.seed, Some(9));
+    assert!(!o.commit_log);
+    assert_eq!(o.log_policy.max_log_bytes, 1 << 20);
     let d = Options::default();
+    assert!(d.commit_log);
     assert_eq!(d.durability, Durability::Immediate);
     assert!(!d.read_only && d.seed.is_none() && d.flush_interval.is_none());
 }
@@ -1223,4 +1232,95 @@ fn a_failed_move_to_the_trie_fails_the_put_and_leaves_reads_and_the_file_as_they
     let db = Db::open(&path).unwrap();
     assert_eq!(db.len(), 1);
     assert!(db.check().is_ok());
+}
+
+// ---------------------------------------------------------------------------------------
+// The commit log.
+
+/// Copies `path` to a new file and renames it over `path`: the same bytes (those the
+/// operating system holds, synced or not) in a new inode, free of the locks an open of
+/// the old one holds.
+fn replace_with_copy(from: &std::path::Path, path: &std::path::Path) {
+    let tmp = path.with_extension("tmp");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// A database whose file lacks the last `3` commits that its log holds: what power loss
+/// after three durable commits leaves when none of the file's pages reached the disk.
+fn database_behind_its_log(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("db");
+    let db = Db::open(&path).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.close().unwrap();
+    let saved = dir.join("saved");
+    std::fs::copy(&path, &saved).unwrap();
+    let db = Db::open(&path).unwrap();
+    db.put(b"b", b"2").unwrap();
+    db.put(b"c", b"3").unwrap();
+    db.delete(b"a").unwrap();
+    // Not closed (no checkpoint), and its locks stay with the leaked opens.
+    core::mem::forget(db);
+    let log = hamtdb::log_path(&path);
+    replace_with_copy(&log, &log);
+    replace_with_copy(&saved, &path);
+    path
+}
+
+#[test]
+fn the_commit_log_replays_what_the_file_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_behind_its_log(dir.path());
+    // The file alone is at the first commit.
+    let without = Db::builder().read_only(true).open(&path);
+    // Read-only cannot replay: a typed error that says what to do.
+    match without {
+        Err(DbError::NeedsRecovery { records: 3 }) => {}
+        other => panic!("read-only open of a database behind its log: {other:?}"),
+    }
+    let message = DbError::NeedsRecovery { records: 3 }.to_string();
+    assert!(message.contains("writable"), "{message}");
+    // Writable: replayed, then the log is empty and read-only opens work.
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.get_owned(b"a").unwrap(), None);
+    assert_eq!(db.get_owned(b"b").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(db.get_owned(b"c").unwrap(), Some(b"3".to_vec()));
+    assert_eq!(db.len(), 2);
+    assert!(db.check().is_ok());
+    db.close().unwrap();
+    let ro = Db::builder().read_only(true).open(&path).unwrap();
+    assert_eq!(ro.len(), 2);
+}
+
+#[test]
+fn turning_the_commit_log_off_replays_and_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = database_behind_its_log(dir.path());
+    let log = hamtdb::log_path(&path);
+    assert!(log.exists());
+    let db = Db::builder().commit_log(false).open(&path).unwrap();
+    assert!(!log.exists());
+    assert_eq!(db.len(), 2);
+    db.put(b"d", b"4").unwrap();
+    db.close().unwrap();
+    assert!(!log.exists());
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.len(), 3);
+    assert!(log.exists());
+}
+
+#[test]
+fn a_damaged_commit_log_header_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    Db::open(&path).unwrap().close().unwrap();
+    let log = hamtdb::log_path(&path);
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[3] ^= 0xff;
+    bytes[512 + 3] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+    assert!(matches!(
+        Db::open(&path),
+        Err(DbError::Core(Error::Corrupted { offset: 0, .. }))
+    ));
 }

@@ -581,3 +581,25 @@ fn readers_keep_their_views_while_a_writer_grows() {
     assert_eq!(read(&region, 0, head.len()), head);
     assert!(region.len() >= start << 8);
 }
+
+#[test]
+fn pwrite_mode_writes_through_the_file_and_views_see_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("log");
+    let options = small_options(1 << 20).pwrite(true);
+    let region = FileRegion::create(&path, options).unwrap();
+    region.grow(40 << 10).unwrap();
+    let data = pattern(3, 5000);
+    write(&region, 3000, &data);
+    // The map sees what `pwrite` put in the page cache.
+    assert_eq!(region.view(3000, data.len()).unwrap(), &data[..]);
+    assert_eq!(read(&region, 2990, 10), vec![0; 10]);
+    region.sync(3000, data.len() as u64).unwrap();
+    // Past the length is refused as in the mapped mode.
+    // SAFETY: no views are alive.
+    let beyond = unsafe { region.write(region.len() - 1, &[1, 2]) };
+    assert!(matches!(beyond, Err(RegionError::OutOfBounds { .. })));
+    drop(region);
+    let region = FileRegion::open(&path, small_options(1 << 20)).unwrap();
+    assert_eq!(read(&region, 3000, data.len()), data);
+}

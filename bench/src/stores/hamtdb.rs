@@ -25,7 +25,12 @@ pub(crate) struct Hamtdb {
 
 impl Hamtdb {
     pub(crate) fn create(dir: &Path) -> Result<Self, BenchError> {
-        let db = Db::builder().seed(SEED).open(dir.join("bench.hamt"))?;
+        // `HAMTDB_BENCH_NO_LOG=1`: durable commits sync the map, without the commit log.
+        let log = std::env::var_os("HAMTDB_BENCH_NO_LOG").is_none();
+        let db = Db::builder()
+            .seed(SEED)
+            .commit_log(log)
+            .open(dir.join("bench.hamt"))?;
         Ok(Hamtdb {
             db,
             dir: dir.to_path_buf(),

@@ -356,6 +356,16 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         self.len() == 0
     }
 
+    /// The transaction id of the last commit: each commit takes the next one.
+    pub fn txid(&self) -> u64 {
+        self.lock_snapshots().published.txid
+    }
+
+    /// The per-database seed (hashing and checksums).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// The snapshot table, locked; see [`lock_writer`](Self::lock_writer).
     #[cfg_attr(target_arch = "arm", inline(never))]
     fn lock_snapshots(&self) -> spin::MutexGuard<'_, Snapshots> {
