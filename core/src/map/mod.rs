@@ -293,7 +293,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         Ok(Self::from_space(region, space, hasher))
     }
 
-    fn from_space(region: Arc<R>, space: Space<Arc<R>>, hasher: H) -> Self {
+    fn from_space(region: Arc<R>, space: Box<Space<Arc<R>>>, hasher: H) -> Self {
         let committed = space.committed();
         let published = Published::of(committed);
         let inline_max = committed.inline_max();
@@ -302,7 +302,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             region,
             seed: published.seed,
             inline_max,
-            writer: spin::Mutex::new(Box::new(space)),
+            writer: spin::Mutex::new(space),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
                 usage,
