@@ -37,6 +37,9 @@ pub(crate) const HEADER_SEED: Range<usize> = HEADER_RESERVED.end..HEADER_RESERVE
 pub(crate) const HEADER_EPOCH: Range<usize> = HEADER_SEED.end..HEADER_SEED.end + 8;
 pub(crate) const HEADER_BASE: Range<usize> = HEADER_EPOCH.end..HEADER_EPOCH.end + 8;
 pub(crate) const HEADER_CHECKSUM: Range<usize> = LOG_HEADER_LEN - 4..LOG_HEADER_LEN;
+/// The highest valid epoch. A header above it is not taken: its resets would soon wrap
+/// the epoch to 0, which loses to the other slot. Only a forged header gets there.
+pub(crate) const MAX_EPOCH: u64 = u64::MAX >> 1;
 /// Seed of the header checksum ("WLOG").
 pub(crate) const HEADER_CHECKSUM_SEED: u32 = 0x474f_4c57;
 
@@ -104,9 +107,13 @@ impl LogHeader {
         if version != LOG_VERSION {
             return Err(HeaderProblem::Version(version));
         }
+        let epoch = get_u64(b, HEADER_EPOCH);
+        if epoch > MAX_EPOCH {
+            return Err(HeaderProblem::Invalid);
+        }
         Ok(LogHeader {
             seed: get_u64(b, HEADER_SEED),
-            epoch: get_u64(b, HEADER_EPOCH),
+            epoch,
             base_txid: get_u64(b, HEADER_BASE),
         })
     }
@@ -146,6 +153,10 @@ mod tests {
             LogHeader::decode(&[0; LOG_HEADER_LEN]),
             Err(HeaderProblem::Blank)
         );
+        for (epoch, ok) in [(MAX_EPOCH, true), (MAX_EPOCH + 1, false), (u64::MAX, false)] {
+            let h = LogHeader { epoch, ..h };
+            assert_eq!(LogHeader::decode(&h.encode()).is_ok(), ok, "epoch {epoch}");
+        }
     }
 
     #[test]

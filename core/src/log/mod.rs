@@ -489,9 +489,15 @@ impl<R: Region> CommitLog<R> {
     /// syncs it. A crash before the sync returns leaves either header.
     #[allow(unsafe_code)] // `Region::write` of a header slot, which nothing views
     pub fn reset(&mut self, base_txid: u64) -> Result<(), Error> {
+        // An epoch that wrapped to 0 would lose to the other slot's (and let its records
+        // verify again): only a forged header gets here, as 2^64 resets do not happen.
+        let epoch = self.header.epoch.checked_add(1).ok_or(Error::corrupted(
+            LOG_SLOT_OFFSETS[self.slot],
+            "commit log epoch exhausted",
+        ))?;
         let header = LogHeader {
             seed: self.header.seed,
-            epoch: self.header.epoch.wrapping_add(1),
+            epoch,
             base_txid,
         };
         let slot = 1 - self.slot;
