@@ -159,6 +159,42 @@ mod tests {
         }
     }
 
+    /// docs/FORMAT.md's tables ("Commit log"), field by field.
+    #[test]
+    fn offsets_are_format_md_s() {
+        assert_eq!(LOG_SLOT_OFFSETS, [0, 512]);
+        assert_eq!((LOG_HEADER_LEN, LOG_DATA_START, LOG_ALIGN), (64, 1024, 8));
+        assert_eq!(
+            [
+                HEADER_MAGIC,
+                HEADER_VERSION,
+                HEADER_RESERVED,
+                HEADER_SEED,
+                HEADER_EPOCH,
+                HEADER_BASE,
+                HEADER_CHECKSUM
+            ],
+            [0..8, 8..12, 12..16, 16..24, 24..32, 32..40, 60..64]
+        );
+        assert_eq!(HEADER_CHECKSUM_SEED, 0x474f_4c57);
+        assert_eq!(
+            [
+                RECORD_CHECKSUM,
+                RECORD_LEN,
+                RECORD_TXID,
+                RECORD_COUNT,
+                RECORD_RESERVED
+            ],
+            [0..4, 4..8, 8..16, 16..20, 20..24]
+        );
+        assert_eq!(RECORD_HEADER_LEN, 24);
+        assert_eq!(
+            (OP_KIND, OP_KEY_LEN, OP_VALUE_LEN, OP_HEADER_LEN),
+            (0, 2..4, 4..8, 8)
+        );
+        assert_eq!((OP_PUT, OP_DELETE), (1, 2));
+    }
+
     #[test]
     fn record_checksum_depends_on_epoch_and_offset() {
         let bytes = [0u8, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];

@@ -308,11 +308,14 @@ impl<R: Region> CommitLog<R> {
                 Err(HeaderProblem::Invalid) => {}
             }
         }
+        // A slot of another version is refused by name even when the other slot is
+        // valid: taking the older slot would drop the newer writer's records and
+        // overwrite its header at the next reset.
+        if let Some(found) = version {
+            return Err(Error::UnsupportedVersion { found });
+        }
         match best {
             Some(found) => Ok(found),
-            None if version.is_some() => Err(Error::UnsupportedVersion {
-                found: version.unwrap_or(0),
-            }),
             None if blank == LOG_SLOT_OFFSETS.len() => Err(Error::NotInitialized),
             None => Err(Error::corrupted(0, "no valid commit log header")),
         }
