@@ -317,8 +317,36 @@ impl<R: Region> CommitLog<R> {
         match best {
             Some(found) => Ok(found),
             None if blank == LOG_SLOT_OFFSETS.len() => Err(Error::NotInitialized),
+            None if Self::creation_cut_short(region)? => Err(Error::NotInitialized),
             None => Err(Error::corrupted(0, "no valid commit log header")),
         }
+    }
+
+    /// Whether a log with no valid header slot is one whose creation a crash cut short:
+    /// `create` writes slot 0 and syncs it before the log takes anything, so slot 1 all
+    /// zero and nothing from [`LOG_DATA_START`] on is a torn first header in front of a
+    /// log that never held a record. Reads the whole region (this is the error path).
+    fn creation_cut_short(region: &R) -> Result<bool, Error> {
+        let mut chunk = [0u8; 512];
+        let mut zero_from = |start: u64, end: u64| -> Result<bool, Error> {
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(chunk.len() as u64) as usize;
+                let buf = &mut chunk[..n];
+                region.read(at, buf)?;
+                if buf.iter().any(|&b| b != 0) {
+                    return Ok(false);
+                }
+                at += n as u64;
+            }
+            Ok(true)
+        };
+        let len = region.len();
+        let slot1 = LOG_SLOT_OFFSETS[1];
+        Ok(
+            zero_from(slot1.min(len), (slot1 + LOG_HEADER_LEN as u64).min(len))?
+                && zero_from(LOG_DATA_START.min(len), len)?,
+        )
     }
 
     /// The log in `region` with `header` (from `slot`): finds its end.
