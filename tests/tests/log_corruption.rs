@@ -34,13 +34,15 @@ static WATCH: AllocationWatch = AllocationWatch;
 
 const OPTIONS: MapOptions = MapOptions {
     inline_max: 16,
-    seed: 0x5eed_0f_10c_u64,
+    seed: 0x0005_eed0_f10c,
 };
 const MAP_CAPACITY: usize = 1 << 20;
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-/// A record as read back: its txid and operations (`None` value: a delete).
-type OwnedRecord = (u64, Vec<(Vec<u8>, Option<Vec<u8>>)>);
+/// A transaction's operations (`None` value: a delete).
+type Ops = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+/// A record as read back: its txid and operations.
+type OwnedRecord = (u64, Ops);
 
 /// The map's image (at the log's base), the log's image, the map's state after each
 /// logged commit (`states[0]`: the base) and the records.
@@ -103,7 +105,7 @@ fn base() -> Base {
     db.checkpoint().expect("checkpoint");
     let map_image = db.map().region().to_vec();
     let mut states = vec![contents(&db)];
-    let txns: Vec<Vec<(Vec<u8>, Option<Vec<u8>>)>> = vec![
+    let txns: Vec<Ops> = vec![
         vec![(key(1), Some(value(8, 2)))],
         vec![(key(2), None), (key(200), Some(value(150, 3)))],
         vec![(Vec::new(), Some(value(0, 0)))],
