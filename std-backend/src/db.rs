@@ -684,6 +684,8 @@ fn with_log(
                 Err(e) => return Err(e.into()),
                 Ok(log) => {
                     let txid = map.txid();
+                    // Refused as a writable open refuses it, not served stale.
+                    log.check_fits(map.seed(), txid)?;
                     let mut records = 0;
                     for record in log.records() {
                         if record?.txid > txid {

@@ -419,6 +419,27 @@ impl<R: Region> CommitLog<R> {
         }))
     }
 
+    /// Whether this log can be the log of a map with `seed` at commit `txid`:
+    /// [`Error::Corrupted`] (at the header slot) when it belongs to another database, or
+    /// when it starts after `txid` (the map lost commits it had made durable).
+    /// [`LoggedMap::open`] refuses such a log; a read-only open should too.
+    pub fn check_fits(&self, seed: u64, txid: u64) -> Result<(), Error> {
+        let at = LOG_SLOT_OFFSETS[self.slot];
+        if self.header.seed != seed {
+            return Err(Error::corrupted(
+                at,
+                "the commit log belongs to another database",
+            ));
+        }
+        if self.header.base_txid > txid {
+            return Err(Error::corrupted(
+                at,
+                "the commit log starts after the map's last commit",
+            ));
+        }
+        Ok(())
+    }
+
     /// The txid the log starts after: the map's commits after it are the records.
     pub fn base_txid(&self) -> u64 {
         self.header.base_txid
