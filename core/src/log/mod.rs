@@ -554,6 +554,11 @@ impl<R: Region> CommitLog<R> {
         };
         let slot = 1 - self.slot;
         let offset = LOG_SLOT_OFFSETS[slot];
+        // A log cut short (shorter than its header slots, so it holds no record) is
+        // whole again after the reset.
+        if self.region.len() < LOG_DATA_START {
+            self.region.grow(LOG_DATA_START)?;
+        }
         // SAFETY: header slots are never viewed (headers are read by copy), and the log is
         // the region's only user; `&mut self` keeps record views away.
         unsafe { self.region.write(offset, &header.encode())? };
