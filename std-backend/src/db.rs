@@ -233,6 +233,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// holds commits the file lacks (after a crash) returns [`DbError::NeedsRecovery`]:
 /// open it writable once to replay them.
 ///
+/// A commit that returns an error (from `put`, `delete`, [`DbWriteTxn::commit`]) may still
+/// be visible to readers afterwards: when the error came from writing or syncing the log
+/// or the file, the commit was already published in memory. It may or may not survive a
+/// crash (a reopen shows it or not, never a part of it); the next durable commit,
+/// [`flush`](Self::flush) or [`close`](Self::close) that returns `Ok` makes it durable
+/// with everything before it. An error before publishing (a key too large, no room)
+/// leaves nothing visible.
+///
 /// ```
 /// let dir = tempfile::tempdir()?;
 /// let db = hamtdb::Db::open(dir.path().join("my.db"))?;
@@ -676,6 +684,8 @@ fn with_log(
                 Err(e) => return Err(e.into()),
                 Ok(log) => {
                     let txid = map.txid();
+                    // Refused as a writable open refuses it, not served stale.
+                    log.check_fits(map.seed(), txid)?;
                     let mut records = 0;
                     for record in log.records() {
                         if record?.txid > txid {

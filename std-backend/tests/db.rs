@@ -1324,3 +1324,46 @@ fn a_damaged_commit_log_header_is_a_typed_error() {
         Err(DbError::Core(Error::Corrupted { offset: 0, .. }))
     ));
 }
+
+/// A read-only open refuses a log that a writable open refuses: one that starts after
+/// the file's last commit (the file is older than the log: it lost commits the log had
+/// checkpointed), or one of another database. It used to open and serve the stale file.
+#[test]
+fn a_read_only_open_refuses_a_log_the_file_is_older_than() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = Db::open(&path).unwrap();
+    db.put(b"a", b"1").unwrap();
+    db.close().unwrap();
+    let old = dir.path().join("old");
+    std::fs::copy(&path, &old).unwrap();
+    let db = Db::open(&path).unwrap();
+    db.put(b"b", b"2").unwrap();
+    db.close().unwrap();
+    // The log's base is the second close's commit; the file goes back to the first.
+    replace_with_copy(&old, &path);
+    let refused = |read_only: bool| {
+        matches!(
+            Db::builder().read_only(read_only).open(&path),
+            Err(DbError::Core(Error::Corrupted { .. }))
+        )
+    };
+    assert!(refused(false), "a writable open refuses it");
+    assert!(refused(true), "so does a read-only one");
+
+    // Another database's log next to this file.
+    let other = dir.path().join("other");
+    Db::builder()
+        .seed(99)
+        .open(&other)
+        .unwrap()
+        .close()
+        .unwrap();
+    let x = dir.path().join("x");
+    Db::builder().seed(98).open(&x).unwrap().close().unwrap();
+    replace_with_copy(&hamtdb::log_path(&other), &hamtdb::log_path(&x));
+    assert!(matches!(
+        Db::builder().read_only(true).open(&x),
+        Err(DbError::Core(Error::Corrupted { .. }))
+    ));
+}

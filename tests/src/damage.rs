@@ -222,6 +222,11 @@ impl BoundedRegion {
         }
     }
 
+    /// A copy of the region's current bytes.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.inner.to_vec()
+    }
+
     fn spend(&self, op: RegionOp) -> Result<(), RegionError> {
         let left = self.left.load(Ordering::Relaxed);
         if left == 0 {

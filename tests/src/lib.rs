@@ -13,6 +13,7 @@
 pub mod buffer_model;
 pub mod damage;
 pub mod fault_region;
+pub mod log_damage;
 pub mod map_model;
 pub mod rng;
 pub mod strategies;

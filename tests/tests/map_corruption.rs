@@ -22,7 +22,8 @@ use std::panic;
 use hamtdb_core::{Error, Map, MapOptions, VecRegion};
 use hamtdb_tests::SplitMix64;
 use hamtdb_tests::damage::{
-    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, valid_entries,
+    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, reseal_entry,
+    valid_entries,
 };
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
@@ -527,4 +528,57 @@ fn forged_meta_counters_give_errors_not_overflows() {
     let present = base.latest.keys().next().unwrap();
     assert!(matches!(map.delete(present), Err(Error::Corrupted { .. })));
     assert!(!map.check().is_ok());
+}
+
+/// Regression: a branch whose child offset is not an entry's (odd, so it read as one of
+/// the transaction's own node ids; or zero, "no node") under a valid checksum made a
+/// write transaction index its arena out of bounds. Every such forgery, in every branch
+/// with children that the last commit did not write (its entries are covered by the
+/// meta's digest), must give errors on writes and compaction, never a panic.
+#[test]
+fn forged_child_offsets_give_errors_not_panics() {
+    let options = MapOptions {
+        inline_max: 16,
+        seed: SEED,
+    };
+    let map = Map::create(VecRegion::with_capacity(1 << 20), options).unwrap();
+    let keys: Vec<Vec<u8>> = (0..3000).map(key).collect();
+    map.bulk_load(keys.iter().map(|k| (k.as_slice(), b"v".as_slice())))
+        .unwrap();
+    map.put(b"last", b"commit").unwrap();
+    let image = map.into_region().to_vec();
+    let branches = valid_entries(&image, SEED, |kind| kind == 0x10);
+    let mut forged = 0;
+    let mut refused = 0;
+    for (at, len) in branches {
+        let nodemap = u64::from_le_bytes(image[at + 40..at + 48].try_into().unwrap());
+        let children = (nodemap.count_ones() as usize).min((len - 16) / 8);
+        for rank in 0..children {
+            for bad in [|c: u64| c | 1, |c: u64| c + 4, |_: u64| 0] {
+                let slot = at + 32 + 16 + 8 * rank;
+                let child = u64::from_le_bytes(image[slot..slot + 8].try_into().unwrap());
+                let mut image = image.clone();
+                image[slot..slot + 8].copy_from_slice(&bad(child).to_le_bytes());
+                reseal_entry(&mut image, SEED, at);
+                forged += 1;
+                let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+                    let Ok(map) = Map::open(VecRegion::from_bytes(&image, 1 << 20)) else {
+                        return true;
+                    };
+                    let mut failed = false;
+                    for k in keys.iter().step_by(7) {
+                        failed |= map.put(k, b"forged").is_err();
+                        failed |= map.delete(k).is_err();
+                    }
+                    failed | map.compact().is_err()
+                }));
+                match outcome {
+                    Ok(failed) => refused += usize::from(failed),
+                    Err(_) => panic!("branch at {at}, child {rank}: a forged offset panicked"),
+                }
+            }
+        }
+    }
+    println!("forged child offsets: {forged}, refused with an error: {refused}");
+    assert!(refused > 0, "some forged branch is reachable");
 }

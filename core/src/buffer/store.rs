@@ -215,7 +215,7 @@ impl<R: Region> Buffer<R> {
         meta.set_interval_secs(options.compaction.interval_secs);
         meta.set_space_min_bytes(options.compaction.space_min_bytes);
         let space = Space::create(region, meta)?;
-        Ok(Self::from_space(space))
+        Ok(Self::from_space(*space))
     }
 
     /// Opens the buffer in `region` at its last committed state.
@@ -237,7 +237,7 @@ impl<R: Region> Buffer<R> {
             return Err(Error::corrupted(0, "buffer meta out of range"));
         }
         ids::verify_nodes(&space, meta.root(), meta.height())?;
-        Ok(Self::from_space(space))
+        Ok(Self::from_space(*space))
     }
 
     fn from_space(space: Space<R>) -> Self {

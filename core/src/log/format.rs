@@ -37,6 +37,9 @@ pub(crate) const HEADER_SEED: Range<usize> = HEADER_RESERVED.end..HEADER_RESERVE
 pub(crate) const HEADER_EPOCH: Range<usize> = HEADER_SEED.end..HEADER_SEED.end + 8;
 pub(crate) const HEADER_BASE: Range<usize> = HEADER_EPOCH.end..HEADER_EPOCH.end + 8;
 pub(crate) const HEADER_CHECKSUM: Range<usize> = LOG_HEADER_LEN - 4..LOG_HEADER_LEN;
+/// The highest valid epoch. A header above it is not taken: its resets would soon wrap
+/// the epoch to 0, which loses to the other slot. Only a forged header gets there.
+pub(crate) const MAX_EPOCH: u64 = u64::MAX >> 1;
 /// Seed of the header checksum ("WLOG").
 pub(crate) const HEADER_CHECKSUM_SEED: u32 = 0x474f_4c57;
 
@@ -104,9 +107,13 @@ impl LogHeader {
         if version != LOG_VERSION {
             return Err(HeaderProblem::Version(version));
         }
+        let epoch = get_u64(b, HEADER_EPOCH);
+        if epoch > MAX_EPOCH {
+            return Err(HeaderProblem::Invalid);
+        }
         Ok(LogHeader {
             seed: get_u64(b, HEADER_SEED),
-            epoch: get_u64(b, HEADER_EPOCH),
+            epoch,
             base_txid: get_u64(b, HEADER_BASE),
         })
     }
@@ -146,6 +153,46 @@ mod tests {
             LogHeader::decode(&[0; LOG_HEADER_LEN]),
             Err(HeaderProblem::Blank)
         );
+        for (epoch, ok) in [(MAX_EPOCH, true), (MAX_EPOCH + 1, false), (u64::MAX, false)] {
+            let h = LogHeader { epoch, ..h };
+            assert_eq!(LogHeader::decode(&h.encode()).is_ok(), ok, "epoch {epoch}");
+        }
+    }
+
+    /// docs/FORMAT.md's tables ("Commit log"), field by field.
+    #[test]
+    fn offsets_are_format_md_s() {
+        assert_eq!(LOG_SLOT_OFFSETS, [0, 512]);
+        assert_eq!((LOG_HEADER_LEN, LOG_DATA_START, LOG_ALIGN), (64, 1024, 8));
+        assert_eq!(
+            [
+                HEADER_MAGIC,
+                HEADER_VERSION,
+                HEADER_RESERVED,
+                HEADER_SEED,
+                HEADER_EPOCH,
+                HEADER_BASE,
+                HEADER_CHECKSUM
+            ],
+            [0..8, 8..12, 12..16, 16..24, 24..32, 32..40, 60..64]
+        );
+        assert_eq!(HEADER_CHECKSUM_SEED, 0x474f_4c57);
+        assert_eq!(
+            [
+                RECORD_CHECKSUM,
+                RECORD_LEN,
+                RECORD_TXID,
+                RECORD_COUNT,
+                RECORD_RESERVED
+            ],
+            [0..4, 4..8, 8..16, 16..20, 20..24]
+        );
+        assert_eq!(RECORD_HEADER_LEN, 24);
+        assert_eq!(
+            (OP_KIND, OP_KEY_LEN, OP_VALUE_LEN, OP_HEADER_LEN),
+            (0, 2..4, 4..8, 8)
+        );
+        assert_eq!((OP_PUT, OP_DELETE), (1, 2));
     }
 
     #[test]

@@ -8,10 +8,10 @@
 //! bottom-up build, a compaction step) is made durable in the map and followed by a log
 //! reset before the log takes another record; so is every commit whose append failed.
 
+use crate::Error;
 use crate::buffer::Durability;
 use crate::map::{KeyHasher, Map, Murmur3, WriteTxn};
 use crate::region::Region;
-use crate::{Error, log::format::LOG_SLOT_OFFSETS};
 
 use super::{CommitLog, LOG_DATA_START, LogOp, RecordBuf};
 
@@ -106,18 +106,7 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
                     Err(e) => return Err(e),
                     Ok((slot, header)) => CommitLog::from_header(region, slot, header)?,
                 };
-                if log.seed() != map.seed() {
-                    return Err(Error::corrupted(
-                        LOG_SLOT_OFFSETS[log.slot],
-                        "the commit log belongs to another database",
-                    ));
-                }
-                if log.base_txid() > map_txid {
-                    return Err(Error::corrupted(
-                        LOG_SLOT_OFFSETS[log.slot],
-                        "the commit log starts after the map's last commit",
-                    ));
-                }
+                log.check_fits(map.seed(), map_txid)?;
                 recovery.replayed = replay(&map, &log)?;
                 Some(log)
             }

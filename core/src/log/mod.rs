@@ -308,14 +308,45 @@ impl<R: Region> CommitLog<R> {
                 Err(HeaderProblem::Invalid) => {}
             }
         }
+        // A slot of another version is refused by name even when the other slot is
+        // valid: taking the older slot would drop the newer writer's records and
+        // overwrite its header at the next reset.
+        if let Some(found) = version {
+            return Err(Error::UnsupportedVersion { found });
+        }
         match best {
             Some(found) => Ok(found),
-            None if version.is_some() => Err(Error::UnsupportedVersion {
-                found: version.unwrap_or(0),
-            }),
             None if blank == LOG_SLOT_OFFSETS.len() => Err(Error::NotInitialized),
+            None if Self::creation_cut_short(region)? => Err(Error::NotInitialized),
             None => Err(Error::corrupted(0, "no valid commit log header")),
         }
+    }
+
+    /// Whether a log with no valid header slot is one whose creation a crash cut short:
+    /// `create` writes slot 0 and syncs it before the log takes anything, so slot 1 all
+    /// zero and nothing from [`LOG_DATA_START`] on is a torn first header in front of a
+    /// log that never held a record. Reads the whole region (this is the error path).
+    fn creation_cut_short(region: &R) -> Result<bool, Error> {
+        let mut chunk = [0u8; 512];
+        let mut zero_from = |start: u64, end: u64| -> Result<bool, Error> {
+            let mut at = start;
+            while at < end {
+                let n = (end - at).min(chunk.len() as u64) as usize;
+                let buf = &mut chunk[..n];
+                region.read(at, buf)?;
+                if buf.iter().any(|&b| b != 0) {
+                    return Ok(false);
+                }
+                at += n as u64;
+            }
+            Ok(true)
+        };
+        let len = region.len();
+        let slot1 = LOG_SLOT_OFFSETS[1];
+        Ok(
+            zero_from(slot1.min(len), (slot1 + LOG_HEADER_LEN as u64).min(len))?
+                && zero_from(LOG_DATA_START.min(len), len)?,
+        )
     }
 
     /// The log in `region` with `header` (from `slot`): finds its end.
@@ -386,6 +417,27 @@ impl<R: Region> CommitLog<R> {
             count: get_u32(bytes, RECORD_COUNT),
             ops: &bytes[RECORD_HEADER_LEN..],
         }))
+    }
+
+    /// Whether this log can be the log of a map with `seed` at commit `txid`:
+    /// [`Error::Corrupted`] (at the header slot) when it belongs to another database, or
+    /// when it starts after `txid` (the map lost commits it had made durable).
+    /// [`LoggedMap::open`] refuses such a log; a read-only open should too.
+    pub fn check_fits(&self, seed: u64, txid: u64) -> Result<(), Error> {
+        let at = LOG_SLOT_OFFSETS[self.slot];
+        if self.header.seed != seed {
+            return Err(Error::corrupted(
+                at,
+                "the commit log belongs to another database",
+            ));
+        }
+        if self.header.base_txid > txid {
+            return Err(Error::corrupted(
+                at,
+                "the commit log starts after the map's last commit",
+            ));
+        }
+        Ok(())
     }
 
     /// The txid the log starts after: the map's commits after it are the records.
@@ -489,13 +541,24 @@ impl<R: Region> CommitLog<R> {
     /// syncs it. A crash before the sync returns leaves either header.
     #[allow(unsafe_code)] // `Region::write` of a header slot, which nothing views
     pub fn reset(&mut self, base_txid: u64) -> Result<(), Error> {
+        // An epoch that wrapped to 0 would lose to the other slot's (and let its records
+        // verify again): only a forged header gets here, as 2^64 resets do not happen.
+        let epoch = self.header.epoch.checked_add(1).ok_or(Error::corrupted(
+            LOG_SLOT_OFFSETS[self.slot],
+            "commit log epoch exhausted",
+        ))?;
         let header = LogHeader {
             seed: self.header.seed,
-            epoch: self.header.epoch.wrapping_add(1),
+            epoch,
             base_txid,
         };
         let slot = 1 - self.slot;
         let offset = LOG_SLOT_OFFSETS[slot];
+        // A log cut short (shorter than its header slots, so it holds no record) is
+        // whole again after the reset.
+        if self.region.len() < LOG_DATA_START {
+            self.region.grow(LOG_DATA_START)?;
+        }
         // SAFETY: header slots are never viewed (headers are read by copy), and the log is
         // the region's only user; `&mut self` keeps record views away.
         unsafe { self.region.write(offset, &header.encode())? };
