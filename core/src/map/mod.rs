@@ -243,6 +243,10 @@ impl Snapshots {
 pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     region: Arc<R>,
     writer: spin::Mutex<Space<Arc<R>>>,
+    /// The arena of the last write transaction, emptied, with its spare node buffers:
+    /// the next transaction takes it (never contended: only the writer, under
+    /// `writer`, locks it).
+    arena: spin::Mutex<Arena>,
     snapshots: spin::Mutex<Snapshots>,
     hasher: H,
     seed: u64,
@@ -300,6 +304,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             seed: published.seed,
             inline_max,
             writer: spin::Mutex::new(space),
+            arena: spin::Mutex::new(Arena::default()),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
                 usage,
@@ -419,7 +424,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         WriteTxn {
             map: self,
             space,
-            arena: Arena::default(),
+            arena: core::mem::take(&mut *self.arena.lock()),
             root: meta.root(),
             count: meta.count(),
             finished: false,
@@ -1124,6 +1129,10 @@ impl<R: Region, H: KeyHasher> Drop for WriteTxn<'_, R, H> {
         if !self.finished {
             self.space.abort();
         }
+        // Still under the writer lock (`space` is dropped after this): hand the arena's
+        // buffers to the next transaction.
+        self.arena.recycle();
+        *self.map.arena.lock() = core::mem::take(&mut self.arena);
     }
 }
 
