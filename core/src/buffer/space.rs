@@ -54,6 +54,10 @@ pub(crate) trait Walker {
     ) -> Result<(), Error>;
 }
 
+/// Most entries of a transaction's free list whose allocation the next transaction
+/// reuses (none on the firmware, whose heap is small).
+const KEPT_FREES: usize = if cfg!(target_arch = "arm") { 0 } else { 1024 };
+
 /// Changes of the running transaction, undone by `abort`.
 #[derive(Debug, Default)]
 struct Txn {
@@ -515,12 +519,20 @@ impl<R: Region> Space<R> {
         self.committed_slot = slot;
         self.base_count = count;
         self.base_digest = digest;
-        for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
+        // The list's allocation is kept for the next transaction (up to a bound): a
+        // small commit then allocates nothing here (see `Arena` in map/write.rs on why
+        // that matters).
+        let mut frees = core::mem::take(&mut self.txn.frees);
+        for (off, cap, _) in frees.drain(..) {
             self.pending.push((txid, off, cap));
             self.pending_bytes += cap;
         }
+        if frees.capacity() > KEPT_FREES {
+            frees = Vec::new();
+        }
         self.txn = Txn {
             start_used_end: self.used_end,
+            frees,
             ..Txn::default()
         };
         if durability == Durability::Immediate {
