@@ -58,6 +58,18 @@ pub(crate) trait Walker {
 /// reuses (none on the firmware, whose heap is small).
 const KEPT_FREES: usize = if cfg!(target_arch = "arm") { 0 } else { 1024 };
 
+/// Entries the pending list has room for from the start (384 KiB; none on the
+/// firmware). Between two syncs of the map (with a commit log, up to thousands of
+/// commits) every commit adds the entries it freed; growing the list by doubling while
+/// commits run put a `realloc` of up to megabytes on the commit path, which glibc serves
+/// on its slow path (sorting and merging every free chunk of the arena first: ~250 ms
+/// each in `durable_probe` at 1,000,000 keys, see docs/PERFORMANCE.md).
+const PENDING_RESERVE: usize = if cfg!(target_arch = "arm") {
+    0
+} else {
+    16 << 10
+};
+
 /// Changes of the running transaction, undone by `abort`.
 #[derive(Debug, Default)]
 struct Txn {
@@ -133,7 +145,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(PENDING_RESERVE),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: DATA_START,
@@ -315,7 +327,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::new(),
+            pending: Vec::with_capacity(PENDING_RESERVE),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: meta.used_end(),
