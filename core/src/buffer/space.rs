@@ -535,10 +535,11 @@ impl<R: Region> Space<R> {
         // small commit then allocates nothing here (see `Arena` in map/write.rs on why
         // that matters).
         let mut frees = core::mem::take(&mut self.txn.frees);
-        for (off, cap, _) in frees.drain(..) {
+        for &(off, cap, _) in &frees {
             self.pending.push((txid, off, cap));
             self.pending_bytes += cap;
         }
+        frees.clear();
         if frees.capacity() > KEPT_FREES {
             frees = Vec::new();
         }

@@ -61,8 +61,12 @@ struct LogState<L: Region> {
     spare: Option<RecordBuf>,
 }
 
-/// Largest record buffer kept for the next transaction.
-const SPARE_RECORD_BYTES: usize = 64 << 10;
+/// Largest record buffer kept for the next transaction (none on the firmware).
+const SPARE_RECORD_BYTES: usize = if cfg!(target_arch = "arm") {
+    0
+} else {
+    64 << 10
+};
 
 /// A [`Map`] whose commits are made durable through a [`CommitLog`]: a durable commit
 /// is the map's commit without a sync, one record appended to the log and one sync of

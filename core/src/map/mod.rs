@@ -245,7 +245,8 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     writer: spin::Mutex<Space<Arc<R>>>,
     /// The arena of the last write transaction, emptied, with its spare node buffers:
     /// the next transaction takes it (never contended: only the writer, under
-    /// `writer`, locks it).
+    /// `writer`, locks it). Not on the firmware (see `Arena`).
+    #[cfg(not(target_arch = "arm"))]
     arena: spin::Mutex<Arena>,
     snapshots: spin::Mutex<Snapshots>,
     hasher: H,
@@ -304,6 +305,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             seed: published.seed,
             inline_max,
             writer: spin::Mutex::new(space),
+            #[cfg(not(target_arch = "arm"))]
             arena: spin::Mutex::new(Arena::default()),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
@@ -424,7 +426,10 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         WriteTxn {
             map: self,
             space,
+            #[cfg(not(target_arch = "arm"))]
             arena: core::mem::take(&mut *self.arena.lock()),
+            #[cfg(target_arch = "arm")]
+            arena: Arena::default(),
             root: meta.root(),
             count: meta.count(),
             finished: false,
@@ -1131,8 +1136,11 @@ impl<R: Region, H: KeyHasher> Drop for WriteTxn<'_, R, H> {
         }
         // Still under the writer lock (`space` is dropped after this): hand the arena's
         // buffers to the next transaction.
-        self.arena.recycle();
-        *self.map.arena.lock() = core::mem::take(&mut self.arena);
+        #[cfg(not(target_arch = "arm"))]
+        {
+            self.arena.recycle();
+            *self.map.arena.lock() = core::mem::take(&mut self.arena);
+        }
     }
 }
 

@@ -50,19 +50,27 @@ fn dirty_id(slot: usize) -> NodeId {
 pub(crate) struct Arena {
     nodes: Vec<NodeBuf>,
     /// Buffers of nodes already written, for the next nodes copied in.
+    #[cfg(not(target_arch = "arm"))]
     spare: Vec<Vec<u8>>,
 }
 
 /// Spare node buffers kept between transactions: more than a single put's path, few
-/// enough not to matter (none on the firmware, whose heap is small).
-const SPARE_BUFFERS: usize = if cfg!(target_arch = "arm") { 0 } else { 32 };
+/// enough not to matter.
+#[cfg(not(target_arch = "arm"))]
+const SPARE_BUFFERS: usize = 32;
 /// Largest spare buffer kept (a node's payload is at most a few KiB but for a large
 /// collision node).
+#[cfg(not(target_arch = "arm"))]
 const SPARE_BYTES: usize = 16 << 10;
 /// An arena whose node table grew past this many nodes (a large transaction) is not
-/// kept whole: its table is dropped rather than held for the next transaction.
+/// kept whole: its table is dropped rather than held for the next transaction (a table
+/// of 1,024 nodes is 48 KiB).
+#[cfg(not(target_arch = "arm"))]
 const KEPT_NODES: usize = 1024;
 
+// Not on the firmware, whose heap is small and whose image is counted in bytes: there a
+// transaction's arena starts empty and its buffers are dropped, as before.
+#[cfg(not(target_arch = "arm"))]
 impl Arena {
     /// A buffer for a node's bytes: a spare one, or a new, empty one.
     fn buffer(&mut self) -> Vec<u8> {
@@ -86,7 +94,18 @@ impl Arena {
             self.keep(node.into_bytes());
         }
     }
+}
 
+#[cfg(target_arch = "arm")]
+impl Arena {
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn keep(&mut self, _bytes: Vec<u8>) {}
+}
+
+impl Arena {
     fn push(&mut self, node: NodeBuf) -> NodeId {
         self.nodes.push(node);
         dirty_id(self.nodes.len() - 1)
