@@ -55,8 +55,9 @@ pub(crate) trait Walker {
 }
 
 /// Most entries of a transaction's free list whose allocation the next transaction
-/// reuses (none on the firmware, whose heap is small).
-const KEPT_FREES: usize = if cfg!(target_arch = "arm") { 0 } else { 1024 };
+/// reuses (not on the firmware).
+#[cfg(not(target_arch = "arm"))]
+const KEPT_FREES: usize = 1024;
 
 /// Entries the pending list has room for from the start (384 KiB; none on the
 /// firmware). Between two syncs of the map (with a commit log, up to thousands of
@@ -64,11 +65,20 @@ const KEPT_FREES: usize = if cfg!(target_arch = "arm") { 0 } else { 1024 };
 /// commits run put a `realloc` of up to megabytes on the commit path, which glibc serves
 /// on its slow path (sorting and merging every free chunk of the arena first: ~250 ms
 /// each in `durable_probe` at 1,000,000 keys, see docs/PERFORMANCE.md).
-const PENDING_RESERVE: usize = if cfg!(target_arch = "arm") {
-    0
-} else {
-    16 << 10
-};
+#[cfg(not(target_arch = "arm"))]
+const PENDING_RESERVE: usize = 16 << 10;
+
+/// An empty pending list, with room for [`PENDING_RESERVE`] entries.
+#[cfg(not(target_arch = "arm"))]
+fn pending_list() -> Vec<(u64, u64, u64)> {
+    Vec::with_capacity(PENDING_RESERVE)
+}
+
+/// The firmware's: no room reserved.
+#[cfg(target_arch = "arm")]
+fn pending_list() -> Vec<(u64, u64, u64)> {
+    Vec::new()
+}
 
 /// Changes of the running transaction, undone by `abort`.
 #[derive(Debug, Default)]
@@ -145,7 +155,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::with_capacity(PENDING_RESERVE),
+            pending: pending_list(),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: DATA_START,
@@ -327,7 +337,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::with_capacity(PENDING_RESERVE),
+            pending: pending_list(),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: meta.used_end(),
@@ -531,18 +541,7 @@ impl<R: Region> Space<R> {
         self.committed_slot = slot;
         self.base_count = count;
         self.base_digest = digest;
-        // The list's allocation is kept for the next transaction (up to a bound): a
-        // small commit then allocates nothing here (see `Arena` in map/write.rs on why
-        // that matters).
-        let mut frees = core::mem::take(&mut self.txn.frees);
-        for &(off, cap, _) in &frees {
-            self.pending.push((txid, off, cap));
-            self.pending_bytes += cap;
-        }
-        frees.clear();
-        if frees.capacity() > KEPT_FREES {
-            frees = Vec::new();
-        }
+        let frees = self.frees_to_pending(txid);
         self.txn = Txn {
             start_used_end: self.used_end,
             frees,
@@ -553,6 +552,35 @@ impl<R: Region> Space<R> {
         }
         self.reclaim();
         Ok(())
+    }
+
+    /// Moves the entries the transaction freed to the pending list; returns the emptied
+    /// list, whose allocation the next transaction reuses (up to a bound): a small
+    /// commit then allocates nothing here (see `Arena` in map/write.rs on why that
+    /// matters).
+    #[cfg(not(target_arch = "arm"))]
+    fn frees_to_pending(&mut self, txid: u64) -> Vec<(u64, u64, Option<u64>)> {
+        let mut frees = core::mem::take(&mut self.txn.frees);
+        for &(off, cap, _) in &frees {
+            self.pending.push((txid, off, cap));
+            self.pending_bytes += cap;
+        }
+        frees.clear();
+        if frees.capacity() > KEPT_FREES {
+            frees = Vec::new();
+        }
+        frees
+    }
+
+    /// The firmware's: the list is dropped (its heap is small, its image counted in
+    /// bytes).
+    #[cfg(target_arch = "arm")]
+    fn frees_to_pending(&mut self, txid: u64) -> Vec<(u64, u64, Option<u64>)> {
+        for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
+            self.pending.push((txid, off, cap));
+            self.pending_bytes += cap;
+        }
+        Vec::new()
     }
 
     /// Makes the last commit durable: one `sync` over `0 .. used_end`.
