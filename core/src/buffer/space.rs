@@ -55,6 +55,32 @@ pub(crate) trait Walker {
     ) -> Result<(), Error>;
 }
 
+/// Most entries of a transaction's free list whose allocation the next transaction
+/// reuses (not on the firmware).
+#[cfg(not(target_arch = "arm"))]
+const KEPT_FREES: usize = 1024;
+
+/// Entries the pending list has room for from the start (384 KiB; none on the
+/// firmware). Between two syncs of the map (with a commit log, up to thousands of
+/// commits) every commit adds the entries it freed; growing the list by doubling while
+/// commits run put a `realloc` of up to megabytes on the commit path, which glibc serves
+/// on its slow path (sorting and merging every free chunk of the arena first: ~250 ms
+/// each in `durable_probe` at 1,000,000 keys, see docs/PERFORMANCE.md).
+#[cfg(not(target_arch = "arm"))]
+const PENDING_RESERVE: usize = 16 << 10;
+
+/// An empty pending list, with room for [`PENDING_RESERVE`] entries.
+#[cfg(not(target_arch = "arm"))]
+fn pending_list() -> Vec<(u64, u64, u64)> {
+    Vec::with_capacity(PENDING_RESERVE)
+}
+
+/// The firmware's: no room reserved.
+#[cfg(target_arch = "arm")]
+fn pending_list() -> Vec<(u64, u64, u64)> {
+    Vec::new()
+}
+
 /// Changes of the running transaction, undone by `abort`.
 #[derive(Debug, Default)]
 struct Txn {
@@ -131,7 +157,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::new(),
+            pending: pending_list(),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: DATA_START,
@@ -318,7 +344,7 @@ impl<R: Region> Space<R> {
             base_count: 0,
             base_digest: 0,
             free,
-            pending: Vec::new(),
+            pending: pending_list(),
             pending_bytes: 0,
             reader_floor: u64::MAX,
             used_end: meta.used_end(),
@@ -522,12 +548,10 @@ impl<R: Region> Space<R> {
         self.committed_slot = slot;
         self.base_count = count;
         self.base_digest = digest;
-        for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
-            self.pending.push((txid, off, cap));
-            self.pending_bytes += cap;
-        }
+        let frees = self.frees_to_pending(txid);
         self.txn = Txn {
             start_used_end: self.used_end,
+            frees,
             ..Txn::default()
         };
         if durability == Durability::Immediate {
@@ -535,6 +559,35 @@ impl<R: Region> Space<R> {
         }
         self.reclaim();
         Ok(())
+    }
+
+    /// Moves the entries the transaction freed to the pending list; returns the emptied
+    /// list, whose allocation the next transaction reuses (up to a bound): a small
+    /// commit then allocates nothing here (see `Arena` in map/write.rs on why that
+    /// matters).
+    #[cfg(not(target_arch = "arm"))]
+    fn frees_to_pending(&mut self, txid: u64) -> Vec<(u64, u64, Option<u64>)> {
+        let mut frees = core::mem::take(&mut self.txn.frees);
+        for &(off, cap, _) in &frees {
+            self.pending.push((txid, off, cap));
+            self.pending_bytes += cap;
+        }
+        frees.clear();
+        if frees.capacity() > KEPT_FREES {
+            frees = Vec::new();
+        }
+        frees
+    }
+
+    /// The firmware's: the list is dropped (its heap is small, its image counted in
+    /// bytes).
+    #[cfg(target_arch = "arm")]
+    fn frees_to_pending(&mut self, txid: u64) -> Vec<(u64, u64, Option<u64>)> {
+        for (off, cap, _) in core::mem::take(&mut self.txn.frees) {
+            self.pending.push((txid, off, cap));
+            self.pending_bytes += cap;
+        }
+        Vec::new()
     }
 
     /// Makes the last commit durable: one `sync` over `0 .. used_end`.

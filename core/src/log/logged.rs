@@ -56,7 +56,17 @@ struct LogState<L: Region> {
     /// A map commit after the log's base is not in the log (an append, a sync or a reset
     /// failed): the next commit or sync checkpoints instead of appending.
     broken: bool,
+    /// The last appended record, emptied: the next transaction records into it, so a
+    /// small commit allocates no record buffer.
+    spare: Option<RecordBuf>,
 }
+
+/// Largest record buffer kept for the next transaction (none on the firmware).
+const SPARE_RECORD_BYTES: usize = if cfg!(target_arch = "arm") {
+    0
+} else {
+    64 << 10
+};
 
 /// A [`Map`] whose commits are made durable through a [`CommitLog`]: a durable commit
 /// is the map's commit without a sync, one record appended to the log and one sync of
@@ -113,7 +123,11 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
         };
         let logged = LoggedMap {
             map,
-            state: spin::Mutex::new(LogState { log, broken: false }),
+            state: spin::Mutex::new(LogState {
+                log,
+                broken: false,
+                spare: None,
+            }),
             policy,
         };
         {
@@ -156,8 +170,12 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
 
     /// Starts the write transaction, waiting while another is open.
     pub fn begin_write(&self) -> LoggedTxn<'_, M, L, H> {
-        let state = self.state.lock();
-        let record = state.log.is_some().then(RecordBuf::new);
+        let mut state = self.state.lock();
+        let record = if state.log.is_some() {
+            Some(state.spare.take().unwrap_or_default())
+        } else {
+            None
+        };
         LoggedTxn {
             txn: self.map.begin_write(),
             state,
@@ -267,6 +285,10 @@ impl<M: Region, L: Region, H: KeyHasher> LoggedMap<M, L, H> {
                     }
                 });
                 if appended.is_ok() {
+                    if record.bytes.capacity() <= SPARE_RECORD_BYTES {
+                        record.clear();
+                        st.spare = Some(record);
+                    }
                     return Ok(());
                 }
                 // The log cannot take it: the map's own sync makes the commit durable.

@@ -246,6 +246,11 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     /// Boxed: a `Map` is then a few words to move from its constructors to the caller,
     /// not the whole space with its meta (140 bytes less firmware).
     writer: spin::Mutex<Box<Space<Arc<R>>>>,
+    /// The arena of the last write transaction, emptied, with its spare node buffers:
+    /// the next transaction takes it (never contended: only the writer, under
+    /// `writer`, locks it). Not on the firmware (see `Arena`).
+    #[cfg(not(target_arch = "arm"))]
+    arena: spin::Mutex<Arena>,
     snapshots: spin::Mutex<Snapshots>,
     hasher: H,
     seed: u64,
@@ -303,6 +308,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
             seed: published.seed,
             inline_max,
             writer: spin::Mutex::new(space),
+            #[cfg(not(target_arch = "arm"))]
+            arena: spin::Mutex::new(Arena::default()),
             snapshots: spin::Mutex::new(Snapshots {
                 published,
                 usage,
@@ -425,6 +432,9 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
         WriteTxn {
             map: self,
             space,
+            #[cfg(not(target_arch = "arm"))]
+            arena: core::mem::take(&mut *self.arena.lock()),
+            #[cfg(target_arch = "arm")]
             arena: Arena::default(),
             root: meta.root(),
             count: meta.count(),
@@ -1129,6 +1139,13 @@ impl<R: Region, H: KeyHasher> Drop for WriteTxn<'_, R, H> {
     fn drop(&mut self) {
         if !self.finished {
             self.space.abort();
+        }
+        // Still under the writer lock (`space` is dropped after this): hand the arena's
+        // buffers to the next transaction.
+        #[cfg(not(target_arch = "arm"))]
+        {
+            self.arena.recycle();
+            *self.map.arena.lock() = core::mem::take(&mut self.arena);
         }
     }
 }

@@ -427,6 +427,12 @@ impl NodeBuf {
     /// Copies a committed node in, checking every pair and that the layout is
     /// canonical.
     pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
+        Self::from_node_in(node, Vec::new())
+    }
+
+    /// [`from_node`](Self::from_node) into `bytes`, a spare buffer whose allocation
+    /// is reused (its contents are dropped).
+    pub(crate) fn from_node_in(node: &NodeRef<'_>, mut bytes: Vec<u8>) -> Result<Self, Error> {
         let (payload, at, mut buf) = match node {
             NodeRef::Branch(b) => (
                 b.payload,
@@ -460,8 +466,15 @@ impl NodeBuf {
         if pos != payload.len() {
             return Err(Error::corrupted(at, "node layout is not canonical"));
         }
-        buf.bytes = payload.to_vec();
+        bytes.clear();
+        bytes.extend_from_slice(payload);
+        buf.bytes = bytes;
         Ok(buf)
+    }
+
+    /// The node's byte buffer, for reuse.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Writes the fixed part into the bytes and returns the payload as the entry holds

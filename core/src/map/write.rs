@@ -38,9 +38,71 @@ fn dirty_id(slot: usize) -> NodeId {
 }
 
 /// The nodes a transaction changed, in memory until commit.
+///
+/// The map keeps its arena from one transaction to the next (see
+/// [`recycle`](Self::recycle)): the byte buffers of the nodes a commit wrote are the
+/// buffers the next transaction copies its nodes into, so a small commit allocates no
+/// node buffer at all once warm. (With glibc, a `malloc` that misses its thread cache
+/// sorts the arena's unsorted free chunks first, up to thousands of them when another
+/// thread has been freeing memory: per-commit node copies made that a third of a
+/// durable single put's time at 1,000,000 keys, see docs/PERFORMANCE.md.)
 #[derive(Default)]
 pub(crate) struct Arena {
     nodes: Vec<NodeBuf>,
+    /// Buffers of nodes already written, for the next nodes copied in.
+    #[cfg(not(target_arch = "arm"))]
+    spare: Vec<Vec<u8>>,
+}
+
+/// Spare node buffers kept between transactions: more than a single put's path, few
+/// enough not to matter.
+#[cfg(not(target_arch = "arm"))]
+const SPARE_BUFFERS: usize = 32;
+/// Largest spare buffer kept (a node's payload is at most a few KiB but for a large
+/// collision node).
+#[cfg(not(target_arch = "arm"))]
+const SPARE_BYTES: usize = 16 << 10;
+/// An arena whose node table grew past this many nodes (a large transaction) is not
+/// kept whole: its table is dropped rather than held for the next transaction (a table
+/// of 1,024 nodes is 48 KiB).
+#[cfg(not(target_arch = "arm"))]
+const KEPT_NODES: usize = 1024;
+
+// Not on the firmware, whose heap is small and whose image is counted in bytes: there a
+// transaction's arena starts empty and its buffers are dropped, as before.
+#[cfg(not(target_arch = "arm"))]
+impl Arena {
+    /// A buffer for a node's bytes: a spare one, or a new, empty one.
+    fn buffer(&mut self) -> Vec<u8> {
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Keeps `bytes` (a node's buffer, no longer needed) for a later node.
+    fn keep(&mut self, bytes: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS && (1..=SPARE_BYTES).contains(&bytes.capacity()) {
+            self.spare.push(bytes);
+        }
+    }
+
+    /// Empties the arena for the next transaction, keeping spare buffers.
+    pub(crate) fn recycle(&mut self) {
+        if self.nodes.capacity() > KEPT_NODES {
+            self.nodes = Vec::new();
+            return;
+        }
+        while let Some(node) = self.nodes.pop() {
+            self.keep(node.into_bytes());
+        }
+    }
+}
+
+#[cfg(target_arch = "arm")]
+impl Arena {
+    fn buffer(&mut self) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn keep(&mut self, _bytes: Vec<u8>) {}
 }
 
 impl Arena {
@@ -81,7 +143,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
 
     /// [`own`](Self::own) for a committed node.
     fn copy_in(&mut self, id: NodeId, depth: u32) -> Result<NodeId, Error> {
-        let node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
+        let bytes = self.arena.buffer();
+        let node = NodeBuf::from_node_in(&trie::read_node(&*self.store, id, depth)?, bytes)?;
         self.adopt(id, node)
     }
 
@@ -345,8 +408,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         };
         let payload = node.finish();
         let capacity = HEADER_LEN as u64 + payload.len() as u64;
-        self.store
-            .write_entry(kind, u64::from(depth), payload, capacity)
+        let written = self
+            .store
+            .write_entry(kind, u64::from(depth), payload, capacity);
+        self.arena.keep(node.into_bytes());
+        written
     }
 }
 
