@@ -290,7 +290,7 @@ impl<'a> Collision<'a> {
 }
 
 /// The key of the encoded pair `b` (the pair layout above). Pairs handed to these
-/// readers were built by [`PairBuf::new`] or checked by [`NodeBuf::from_node`], so the
+/// readers were built by [`PairBuf::new`] or checked by [`NodeBuf::from_node_in`], so the
 /// reads cannot fail; they fall back to empty rather than panic.
 fn pair_key(b: &[u8]) -> &[u8] {
     b.get(PAIR_HEADER..pair_key_end(b)).unwrap_or(&[])
@@ -391,7 +391,7 @@ pub(crate) enum Slot {
 /// is one copy and writing it out needs no encoding.
 ///
 /// The bytes are always canonical: tables in slot order, pairs packed after the pair
-/// table in the same order, nothing after the last pair. [`from_node`](Self::from_node)
+/// table in the same order, nothing after the last pair. [`from_node_in`](Self::from_node_in)
 /// refuses a committed node that is not, so the arithmetic below never meets a layout
 /// it does not expect.
 #[derive(Clone, Debug, Default)]
@@ -424,14 +424,15 @@ impl NodeBuf {
         }
     }
 
-    /// Copies a committed node in, checking every pair and that the layout is
-    /// canonical.
+    /// [`from_node_in`](Self::from_node_in) into a new buffer (tests).
+    #[cfg(test)]
     pub(crate) fn from_node(node: &NodeRef<'_>) -> Result<Self, Error> {
         Self::from_node_in(node, Vec::new())
     }
 
-    /// [`from_node`](Self::from_node) into `bytes`, a spare buffer whose allocation
-    /// is reused (its contents are dropped).
+    /// Copies a committed node in, checking every pair and that the layout is
+    /// canonical, into `bytes`: a spare buffer whose allocation is reused (its contents
+    /// are dropped).
     pub(crate) fn from_node_in(node: &NodeRef<'_>, mut bytes: Vec<u8>) -> Result<Self, Error> {
         let (payload, at, mut buf) = match node {
             NodeRef::Branch(b) => (

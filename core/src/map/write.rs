@@ -17,7 +17,7 @@
 use alloc::vec::Vec;
 
 use super::node::{MAX_DEPTH, NodeBuf, PairBuf, Slot, ValueRef, chunk, set_pair_entry};
-use super::trie::{self, NodeStore, NodeStoreMut};
+use super::trie::{self, NodeRef, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
 
@@ -345,21 +345,27 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         let (header, _) = self.store.entry(id)?;
         let cap = u64::from(header.capacity);
-        // The node's copy, taken into the arena only if something in it moves.
-        let mut node = NodeBuf::from_node(&trie::read_node(&*self.store, id, depth)?)?;
+        // Read in place: most nodes a step visits move nothing, and copying each one
+        // (as `own` does) made a step cost a copy of the whole trie.
+        let mut children = Vec::new();
+        if let NodeRef::Branch(b) = trie::read_node(&*self.store, id, depth)? {
+            for rank in 0..b.child_count() {
+                children.push(b.child(rank)?);
+            }
+        }
         let mut moved = false;
-        for rank in 0..node.child_count() {
-            let child = node.child(rank);
-            let new = self.relocate(child, depth + 1, limit, budget)?;
-            moved |= new != child;
-            node.set_child_rank(rank, new);
+        for child in &mut children {
+            let new = self.relocate(*child, depth + 1, limit, budget)?;
+            moved |= new != *child;
+            *child = new;
         }
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
         // The ranks of the values that move, all chosen before any is copied.
         let mut values = Vec::new();
+        let node = trie::read_node(&*self.store, id, depth)?;
         for rank in 0..node.pair_count() {
-            if let ValueRef::Entry { offset, .. } = node.value_at_rank(rank) {
+            if let ValueRef::Entry { offset, .. } = node.pair(rank)?.value {
                 let (vh, _) = self.store.entry(offset)?;
                 if moves_down(self.store, offset, u64::from(vh.capacity)) {
                     values.push(rank);
@@ -368,6 +374,11 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         if !moved && values.is_empty() && !moves_down(self.store, id, cap) {
             return Ok(id);
+        }
+        // Something moves: the node's copy goes into the arena.
+        let mut node = NodeBuf::from_node_in(&node, self.arena.buffer())?;
+        for (rank, child) in children.into_iter().enumerate() {
+            node.set_child_rank(rank, child);
         }
         *budget = budget.saturating_sub(cap);
         for rank in values {
