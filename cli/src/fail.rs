@@ -144,9 +144,9 @@ fn region_error(path: &Path, err: RegionError) -> Fail {
 fn core_error(path: &Path, err: Error) -> Fail {
     let shown = path.display();
     match err {
-        Error::Corrupted { offset, what } => Fail::new(
+        Error::Corrupted(c) => Fail::new(
             CORRUPT,
-            format!("{shown} is corrupt at offset {offset}: {what}"),
+            format!("{shown} is corrupt at offset {}: {}", c.offset(), c.what()),
         )
         .hint(format!(
             "`hamtdb {shown} check` lists every problem; nothing was changed"

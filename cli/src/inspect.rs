@@ -125,7 +125,8 @@ pub(crate) fn check(path: &Path, ui: Ui) -> Result<u8, Fail> {
             // A database too damaged to open is what `check` is for: report it as a
             // problem found (exit 1) when the core named the offset.
             return match hamtdb::Db::builder().read_only(true).open(path) {
-                Err(DbError::Core(Error::Corrupted { offset, what })) => {
+                Err(DbError::Core(Error::Corrupted(c))) => {
+                    let (offset, what) = (c.offset(), c.what());
                     writeln!(out, "offset {offset}: {what} (the database does not open)")
                         .and_then(|()| writeln!(out, "1 problem"))
                         .map_err(fail::stdout_error)?;

@@ -34,9 +34,9 @@ pub use buffer::{
     LeU8, LeU16, LeU32, LeU64, LeU128, RecordHeader, RecordStatus, SeekFrom, TypedBuffer,
     TypedError, TypedIter, Utf8Codec,
 };
-pub use error::Error;
+pub use error::{Corruption, Error, InvalidOption, PackedU64, TooLarge};
 pub use map::{
     CheckReport, KeyHasher, MAX_KEY_LEN, MAX_VALUE_LEN, Map, MapCompactReport, MapOptions,
     MapStats, Murmur3, OwnedPair, Pair, ReadTxn, SpaceUsage, Value, WriteTxn,
 };
-pub use region::{Region, RegionError, RegionOp, SliceRegion, VecRegion};
+pub use region::{Bounds, Region, RegionError, RegionOp, SliceRegion, VecRegion};

@@ -35,14 +35,17 @@ mod vec;
 
 use core::fmt;
 
+use crate::error::{PackedU64, Tagged};
+
 pub use slice::SliceRegion;
 pub use vec::{DEFAULT_VEC_CAPACITY, VecRegion};
 
-/// Which region operation failed, carried by [`RegionError::Io`].
+/// Which region operation failed, carried by [`RegionError::Io`] and
+/// [`RegionError::OutOfBounds`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RegionOp {
-    /// [`Region::read`] or [`Region::view`].
+    /// [`Region::read`].
     Read,
     /// [`Region::write`].
     Write,
@@ -52,6 +55,19 @@ pub enum RegionOp {
     Truncate,
     /// [`Region::sync`].
     Sync,
+    /// [`Region::view`].
+    View,
+}
+
+impl RegionOp {
+    const ALL: [RegionOp; 6] = [
+        RegionOp::Read,
+        RegionOp::Write,
+        RegionOp::Grow,
+        RegionOp::Truncate,
+        RegionOp::Sync,
+        RegionOp::View,
+    ];
 }
 
 impl fmt::Display for RegionOp {
@@ -62,41 +78,80 @@ impl fmt::Display for RegionOp {
             RegionOp::Grow => "grow",
             RegionOp::Truncate => "truncate",
             RegionOp::Sync => "sync",
+            RegionOp::View => "view",
         })
     }
 }
 
+/// Which operation asked for bytes outside the region, and from which offset; carried
+/// by [`RegionError::OutOfBounds`].
+///
+/// Eight bytes: the offset keeps 56 bits (from `2^56 - 2^32` on, 64 PiB less 4 GiB, it
+/// reads as `2^56 - 1`), the operation one byte.
+///
+/// ```
+/// use hamtdb_core::region::{Bounds, RegionOp};
+/// let b = Bounds::new(RegionOp::View, 4096);
+/// assert_eq!((b.op(), b.offset()), (RegionOp::View, 4096));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Bounds(Tagged);
+
+impl Bounds {
+    /// `op` asked for bytes from `offset` on that are not all inside the region.
+    #[inline]
+    pub const fn new(op: RegionOp, offset: u64) -> Self {
+        Bounds(Tagged::new(op as u8, offset))
+    }
+
+    /// The operation.
+    pub fn op(self) -> RegionOp {
+        RegionOp::ALL
+            .get(usize::from(self.0.code()))
+            .copied()
+            .unwrap_or(RegionOp::Read)
+    }
+
+    /// The first byte asked for (saturating at `2^56 - 1`: see the type's notes).
+    #[inline]
+    pub const fn offset(self) -> u64 {
+        self.0.value()
+    }
+}
+
+impl fmt::Debug for Bounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bounds")
+            .field("op", &self.op())
+            .field("offset", &self.offset())
+            .finish()
+    }
+}
+
 /// What a region operation can fail with.
+///
+/// 12 bytes with 4-byte alignment on every target: a word-wide tag (so that
+/// [`Error`](crate::Error) keeps its own tag in this one's spare values) and at most
+/// two `u32` words of detail, so that `?` moves an error as three words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-// On Arm a word-wide tag: `Error` keeps its own tag in this one's (a niche), and `?`
-// then moves an error as whole words, not a byte, a half-word and the rest: 472 bytes
-// less firmware. Other targets keep the default layout.
-#[cfg_attr(target_arch = "arm", repr(u32))]
+#[repr(u32)]
 pub enum RegionError {
-    /// The byte range `offset .. offset + len` is not inside the region's current length.
-    OutOfBounds {
-        /// First byte asked for.
-        offset: u64,
-        /// Number of bytes asked for.
-        len: u64,
-        /// The region's length when it was asked.
-        region_len: u64,
-    },
+    /// An operation asked for a byte range that is not inside the region's current
+    /// length; [`Bounds`] says which operation and from which offset.
+    OutOfBounds(Bounds),
     /// The region cannot grow to `requested` bytes: it has a fixed capacity (a
     /// [`SliceRegion`], a [`VecRegion`]'s reservation, a file region's address-space
-    /// reservation) of `capacity` bytes.
+    /// reservation) below that.
     Full {
         /// Length asked for.
-        requested: u64,
-        /// The most this region can hold.
-        capacity: u64,
+        requested: PackedU64,
     },
     /// The medium has no room for `requested` bytes (a full disk, a quota, a file-size
     /// limit). Nothing already stored is affected.
     NoSpace {
         /// Length asked for.
-        requested: u64,
+        requested: PackedU64,
     },
     /// The region was opened read-only.
     ReadOnly,
@@ -110,24 +165,42 @@ pub enum RegionError {
     },
 }
 
+impl RegionError {
+    /// [`RegionError::OutOfBounds`]: `op` asked for bytes from `offset` on.
+    #[inline]
+    pub const fn out_of_bounds(op: RegionOp, offset: u64) -> Self {
+        RegionError::OutOfBounds(Bounds::new(op, offset))
+    }
+
+    /// [`RegionError::Full`]: the region cannot grow to `requested` bytes.
+    #[inline]
+    pub const fn full(requested: u64) -> Self {
+        RegionError::Full {
+            requested: PackedU64::new(requested),
+        }
+    }
+
+    /// [`RegionError::NoSpace`]: the medium has no room for `requested` bytes.
+    #[inline]
+    pub const fn no_space(requested: u64) -> Self {
+        RegionError::NoSpace {
+            requested: PackedU64::new(requested),
+        }
+    }
+}
+
 impl fmt::Display for RegionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            RegionError::OutOfBounds {
-                offset,
-                len,
-                region_len,
-            } => write!(
+            RegionError::OutOfBounds(b) => write!(
                 f,
-                "byte range {offset}..{} is outside the region (length {region_len})",
-                offset.saturating_add(len)
+                "{} at offset {} is outside the region",
+                b.op(),
+                b.offset()
             ),
-            RegionError::Full {
-                requested,
-                capacity,
-            } => write!(
+            RegionError::Full { requested } => write!(
                 f,
-                "region full: {requested} bytes requested, capacity is {capacity} bytes"
+                "region full: {requested} bytes requested, more than its capacity"
             ),
             RegionError::NoSpace { requested } => {
                 write!(
@@ -315,18 +388,16 @@ unsafe impl<R: Region + ?Sized> Region for alloc::sync::Arc<R> {
 }
 
 /// Checks that `offset .. offset + len` lies inside `0 .. region_len` and returns it as a
-/// `usize` range. Shared by every region implementation so they agree on bounds.
+/// `usize` range; outside it is [`RegionError::OutOfBounds`] naming `op`. Shared by
+/// every region implementation so they agree on bounds.
 #[inline]
 pub fn checked_range(
+    op: RegionOp,
     offset: u64,
     len: u64,
     region_len: u64,
 ) -> Result<core::ops::Range<usize>, RegionError> {
-    let oob = RegionError::OutOfBounds {
-        offset,
-        len,
-        region_len,
-    };
+    let oob = RegionError::out_of_bounds(op, offset);
     let end = offset.checked_add(len).ok_or(oob)?;
     if end > region_len {
         return Err(oob);
@@ -342,17 +413,14 @@ mod tests {
 
     #[test]
     fn checked_range_accepts_exact_fit_and_rejects_overflow() {
-        assert_eq!(checked_range(0, 10, 10), Ok(0..10));
-        assert_eq!(checked_range(10, 0, 10), Ok(10..10));
-        assert!(matches!(
-            checked_range(5, 6, 10),
-            Err(RegionError::OutOfBounds {
-                offset: 5,
-                len: 6,
-                region_len: 10
-            })
-        ));
-        assert!(checked_range(u64::MAX, 2, u64::MAX).is_err());
-        assert!(checked_range(11, 0, 10).is_err());
+        let read = RegionOp::Read;
+        assert_eq!(checked_range(read, 0, 10, 10), Ok(0..10));
+        assert_eq!(checked_range(read, 10, 0, 10), Ok(10..10));
+        assert_eq!(
+            checked_range(RegionOp::Write, 5, 6, 10),
+            Err(RegionError::out_of_bounds(RegionOp::Write, 5))
+        );
+        assert!(checked_range(read, u64::MAX, 2, u64::MAX).is_err());
+        assert!(checked_range(read, 11, 0, 10).is_err());
     }
 }

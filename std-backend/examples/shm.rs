@@ -84,12 +84,13 @@ unsafe impl Region for ShmRegion {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
+        checked_range(RegionOp::Read, offset, buf.len() as u64, SHM_BYTES)?;
         buf.copy_from_slice(self.view(offset, buf.len())?);
         Ok(())
     }
 
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(offset, len as u64, SHM_BYTES)?;
+        let range = checked_range(RegionOp::View, offset, len as u64, SHM_BYTES)?;
         // SAFETY: the range lies inside the mapping (checked above), whose pages are
         // readable and initialized (a memfd reads as zero until written); the slice
         // borrows `self`, which keeps the mapping alive; nobody changes those bytes while
@@ -103,7 +104,7 @@ unsafe impl Region for ShmRegion {
         if !self.writable {
             return Err(RegionError::ReadOnly);
         }
-        let range = checked_range(offset, data.len() as u64, SHM_BYTES)?;
+        let range = checked_range(RegionOp::Write, offset, data.len() as u64, SHM_BYTES)?;
         let target = self.base().as_ptr().wrapping_add(range.start);
         // SAFETY: the target lies inside the writable mapping (checked above); the
         // caller promises that no view overlaps it and no other thread touches it, so
@@ -118,10 +119,7 @@ unsafe impl Region for ShmRegion {
         } else if !self.writable {
             Err(RegionError::ReadOnly)
         } else {
-            Err(RegionError::Full {
-                requested: min_len,
-                capacity: SHM_BYTES,
-            })
+            Err(RegionError::full(min_len))
         }
     }
 
@@ -130,7 +128,7 @@ unsafe impl Region for ShmRegion {
     }
 
     fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        checked_range(offset, len, SHM_BYTES).map(|_| ())
+        checked_range(RegionOp::Sync, offset, len, SHM_BYTES).map(|_| ())
     }
 }
 

@@ -405,7 +405,7 @@ impl FileRegion {
                 .iter()
                 .any(|errno| errno.raw_os_error() == code);
             if no_space {
-                RegionError::NoSpace { requested: new }
+                RegionError::no_space(new)
             } else {
                 RegionError::Io {
                     op: RegionOp::Grow,
@@ -467,7 +467,7 @@ unsafe impl Region for FileRegion {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        buf.copy_from_slice(self.file.view(offset, buf.len())?);
+        buf.copy_from_slice(self.file.bytes(RegionOp::Read, offset, buf.len())?);
         Ok(())
     }
 
@@ -489,10 +489,7 @@ unsafe impl Region for FileRegion {
             if min_len <= old {
                 return Ok(old);
             }
-            let full = RegionError::Full {
-                requested: min_len,
-                capacity: reservation,
-            };
+            let full = RegionError::full(min_len);
             // The reservation is whole pages, so a `min_len` within it rounds up within it.
             let exact = mmap::round_up_to_page(min_len)
                 .filter(|&n| n <= reservation)
@@ -581,7 +578,7 @@ mod tests {
         assert_eq!(fs::metadata(region.path()).unwrap().len(), 8 * page);
         assert!(matches!(
             region.grow(8 * page + 1),
-            Err(RegionError::Full { capacity, .. }) if capacity == 8 * page
+            Err(RegionError::Full { requested }) if requested.get() == 8 * page + 1
         ));
     }
 

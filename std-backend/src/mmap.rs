@@ -236,7 +236,19 @@ impl MappedFile {
     /// Borrows `len` bytes at `offset`, checked against the current length.
     #[inline]
     pub(crate) fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(offset, len as u64, self.len())?;
+        self.bytes(RegionOp::View, offset, len)
+    }
+
+    /// Borrows `len` bytes at `offset` for `op` (which an out-of-bounds error names),
+    /// checked against the current length.
+    #[inline]
+    pub(crate) fn bytes(
+        &self,
+        op: RegionOp,
+        offset: u64,
+        len: usize,
+    ) -> Result<&[u8], RegionError> {
+        let range = checked_range(op, offset, len as u64, self.len())?;
         // SAFETY: `slice::from_raw_parts` needs the pointer valid for reads of
         // `range.len()` initialized bytes inside one allocation, for the whole borrow, and
         // the bytes unmodified meanwhile.
@@ -265,7 +277,7 @@ impl MappedFile {
         if !self.writable {
             return Err(RegionError::ReadOnly);
         }
-        let range = checked_range(offset, data.len() as u64, self.len())?;
+        let range = checked_range(RegionOp::Write, offset, data.len() as u64, self.len())?;
         let end = range.end as u64;
         let touched = self.touched.load(Ordering::Acquire);
         if end > touched {
@@ -401,7 +413,7 @@ impl MappedFile {
     pub(crate) fn sync_range(&self, offset: u64, len: u64) -> Result<(), RegionError> {
         // Read the length first: a grow bumps `len_changes` before publishing its length,
         // so if this range is inside a new length, the bump is visible below.
-        let range = checked_range(offset, len, self.len())?;
+        let range = checked_range(RegionOp::Sync, offset, len, self.len())?;
         if !self.writable {
             return Ok(());
         }

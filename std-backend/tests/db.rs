@@ -511,7 +511,7 @@ fn group_commit_gives_each_caller_its_own_result() {
                     if t == 0 && i % 3 == 0 {
                         let err = db.put(too_long, b"v").unwrap_err();
                         assert!(
-                            matches!(err, DbError::Core(Error::TooLarge { what: "key", .. })),
+                            matches!(err, DbError::Core(Error::TooLarge(t)) if t.what() == "key"),
                             "{err:?}"
                         );
                     } else {
@@ -1321,7 +1321,7 @@ fn a_damaged_commit_log_header_is_a_typed_error() {
     std::fs::write(&log, &bytes).unwrap();
     assert!(matches!(
         Db::open(&path),
-        Err(DbError::Core(Error::Corrupted { offset: 0, .. }))
+        Err(DbError::Core(Error::Corrupted(c))) if c.offset() == 0
     ));
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Barrier;
 
-use hamtdb::{FileRegion, FileRegionOptions, GrowthPolicy, OpenError, Region, RegionError};
+use hamtdb::{
+    FileRegion, FileRegionOptions, GrowthPolicy, OpenError, Region, RegionError, RegionOp,
+};
 
 const CHILD_ENV: &str = "HAMTDB_FILE_REGION_TEST_CHILD";
 const CHILD_PATH_ENV: &str = "HAMTDB_FILE_REGION_TEST_PATH";
@@ -208,11 +210,7 @@ fn sync_of_a_sub_range_and_out_of_bounds() {
 
     assert_eq!(
         region.sync(grown - 1, 2),
-        Err(RegionError::OutOfBounds {
-            offset: grown - 1,
-            len: 2,
-            region_len: grown
-        })
+        Err(RegionError::out_of_bounds(RegionOp::Sync, grown - 1))
     );
     assert!(matches!(
         region.sync(u64::MAX, 1),
@@ -456,10 +454,7 @@ fn growth_past_the_reservation_is_full_until_remap() {
     write(&region, reservation - 5, b"last!");
     assert_eq!(
         region.grow(reservation + 1),
-        Err(RegionError::Full {
-            requested: reservation + 1,
-            capacity: reservation
-        })
+        Err(RegionError::full(reservation + 1))
     );
     assert_eq!(region.len(), reservation);
 
@@ -496,21 +491,24 @@ fn out_of_bounds_read_write_and_view_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     let region = FileRegion::create(dir.path().join("db"), small_options(1 << 20)).unwrap();
     let len = region.len();
-    let oob = |offset: u64, n: u64| RegionError::OutOfBounds {
-        offset,
-        len: n,
-        region_len: len,
-    };
-    assert_eq!(region.view(len - 1, 2).err(), Some(oob(len - 1, 2)));
-    assert_eq!(region.view(len, 1).err(), Some(oob(len, 1)));
+    let oob = RegionError::out_of_bounds;
+    let view = RegionOp::View;
+    assert_eq!(region.view(len - 1, 2).err(), Some(oob(view, len - 1)));
+    assert_eq!(region.view(len, 1).err(), Some(oob(view, len)));
     assert_eq!(region.view(len, 0).map(<[u8]>::len), Ok(0));
     // Inside the reservation but past the file: refused, never touched.
-    assert_eq!(region.view(len + 4096, 1).err(), Some(oob(len + 4096, 1)));
-    assert_eq!(region.read(len - 2, &mut [0; 3]), Err(oob(len - 2, 3)));
+    assert_eq!(
+        region.view(len + 4096, 1).err(),
+        Some(oob(view, len + 4096))
+    );
+    assert_eq!(
+        region.read(len - 2, &mut [0; 3]),
+        Err(oob(RegionOp::Read, len - 2))
+    );
     assert!(region.read(u64::MAX, &mut [0; 2]).is_err());
     // SAFETY: no views alive, single thread.
     let refused = unsafe { region.write(len - 1, b"ab") };
-    assert_eq!(refused, Err(oob(len - 1, 2)));
+    assert_eq!(refused, Err(oob(RegionOp::Write, len - 1)));
     // SAFETY: no views alive, single thread.
     assert!(unsafe { region.write(u64::MAX - 1, b"abc") }.is_err());
     // Nothing was written by the refused calls.

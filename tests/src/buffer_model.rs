@@ -61,9 +61,9 @@ impl ModelState {
         if self.records.contains_key(&id) {
             None
         } else if id != 0 && id < self.next_id {
-            Some(Error::Removed { id })
+            Some(Error::Removed { id: id.into() })
         } else {
-            Some(Error::NotFound { id })
+            Some(Error::NotFound { id: id.into() })
         }
     }
 

@@ -609,7 +609,7 @@ unsafe impl Region for FaultRegion {
     unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
         let mut state = self.state();
         let fault = state.admit(RegionOp::Write)?;
-        let in_bounds = checked_range(offset, data.len() as u64, self.len());
+        let in_bounds = checked_range(RegionOp::Write, offset, data.len() as u64, self.len());
         let data = match fault {
             None => {
                 in_bounds?;
@@ -641,7 +641,7 @@ unsafe impl Region for FaultRegion {
         let mut state = self.state();
         match state.admit(RegionOp::Grow)? {
             None => self.volatile.grow(min_len),
-            Some(Fault::GrowNoSpace) => Err(RegionError::NoSpace { requested: min_len }),
+            Some(Fault::GrowNoSpace) => Err(RegionError::no_space(min_len)),
             Some(_) => Err(injected(RegionOp::Grow)),
         }
     }
@@ -672,7 +672,7 @@ unsafe impl Region for FaultRegion {
             return Err(injected(RegionOp::Sync));
         }
         let region_len = self.len();
-        let range = checked_range(offset, len, region_len)?;
+        let range = checked_range(RegionOp::Sync, offset, len, region_len)?;
         // The volatile bytes are not written while we hold the lock.
         let synced = self.volatile.view(offset, range.len())?;
         let State { durable, log, .. } = &mut *state;

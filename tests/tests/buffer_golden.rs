@@ -110,12 +110,12 @@ fn golden_image_opens_with_its_contents() {
     assert_eq!(b.get(id(4)).unwrap(), &pattern()[..60]);
     assert_eq!(b.get(id(5)).unwrap(), b"after compaction");
     // Record 3 was reclaimed by the compaction, record 6 was removed after it.
-    assert_eq!(b.get(id(3)), Err(Error::Removed { id: 3 }));
-    assert_eq!(b.header(id(3)), Err(Error::Removed { id: 3 }));
-    assert_eq!(b.get(id(6)), Err(Error::Removed { id: 6 }));
+    assert_eq!(b.get(id(3)), Err(Error::Removed { id: 3.into() }));
+    assert_eq!(b.header(id(3)), Err(Error::Removed { id: 3.into() }));
+    assert_eq!(b.get(id(6)), Err(Error::Removed { id: 6.into() }));
     let removed = b.header(id(6)).unwrap();
     assert_eq!((removed.status, removed.len), (RecordStatus::Removed, 24));
-    assert_eq!(b.get(id(7)), Err(Error::NotFound { id: 7 }));
+    assert_eq!(b.get(id(7)), Err(Error::NotFound { id: 7.into() }));
     // Moved by its update: room for 60 × 1.5 bytes, the entry rounded up to 8.
     let header = b.header(id(4)).unwrap();
     assert_eq!(

@@ -288,13 +288,7 @@ fn growing_past_the_capacity_is_full_and_changes_nothing() {
     let region = FaultRegion::with_capacity(100);
     assert_eq!(region.capacity(), 100);
     assert_eq!(region.grow(100), Ok(100));
-    assert_eq!(
-        region.grow(101),
-        Err(RegionError::Full {
-            requested: 101,
-            capacity: 100
-        })
-    );
+    assert_eq!(region.grow(101), Err(RegionError::full(101)));
     assert_eq!(region.len(), 100);
 }
 
@@ -396,12 +390,12 @@ fn injected_grow_errors_change_nothing() {
     assert_eq!(region.grow(20), Err(injected(RegionOp::Grow)));
     assert_eq!(region.len(), 10);
     // The no-space fault counted down on both earlier grows.
-    assert_eq!(region.grow(30), Err(RegionError::NoSpace { requested: 30 }));
+    assert_eq!(region.grow(30), Err(RegionError::no_space(30)));
     assert_eq!(region.len(), 10);
     assert_eq!(region.grow(30), Ok(30));
 
     region.fail_grow_with_no_space(0);
-    assert_eq!(region.grow(40), Err(RegionError::NoSpace { requested: 40 }));
+    assert_eq!(region.grow(40), Err(RegionError::no_space(40)));
     assert_eq!(region.len(), 30);
 }
 

@@ -13,6 +13,7 @@
 use core::ops::Range;
 
 use crate::Error;
+use crate::error::Corrupt;
 use crate::hash::murmur3_x86_32;
 
 /// Current format version, written into every meta slot.
@@ -390,24 +391,27 @@ impl EntryHeader {
     /// the payload). `region_end` bounds the entry.
     pub(crate) fn decode(b: &[u8], offset: u64, region_end: u64) -> Result<Self, Error> {
         if b.len() < HEADER_LEN {
-            return Err(Error::corrupted(offset, "entry header cut short"));
+            return Err(Error::corrupted(offset, Corrupt::EntryHeaderCutShort));
         }
         let kind = EntryKind::from_u8(b[ENTRY_KIND])
-            .ok_or(Error::corrupted(offset, "unknown entry kind"))?;
+            .ok_or(Error::corrupted(offset, Corrupt::UnknownEntryKind))?;
         if b[ENTRY_STATUS] != STATUS_LIVE || b[ENTRY_RESERVED] != [0, 0] {
-            return Err(Error::corrupted(offset, "bad entry status"));
+            return Err(Error::corrupted(offset, Corrupt::BadEntryStatus));
         }
         let capacity = get_u32(b, ENTRY_CAPACITY);
         let len = get_u32(b, ENTRY_LEN);
         let cap64 = u64::from(capacity);
         if cap64 < HEADER_LEN as u64 || cap64 % ENTRY_ALIGN != 0 {
-            return Err(Error::corrupted(offset, "bad entry capacity"));
+            return Err(Error::corrupted(offset, Corrupt::BadEntryCapacity));
         }
         if u64::from(len) > cap64 - HEADER_LEN as u64 {
-            return Err(Error::corrupted(offset, "entry length exceeds capacity"));
+            return Err(Error::corrupted(
+                offset,
+                Corrupt::EntryLengthExceedsCapacity,
+            ));
         }
         if offset.checked_add(cap64).is_none_or(|end| end > region_end) {
-            return Err(Error::corrupted(offset, "entry runs past the used end"));
+            return Err(Error::corrupted(offset, Corrupt::EntryRunsPastUsedEnd));
         }
         Ok(EntryHeader {
             checksum: get_u32(b, ENTRY_CHECKSUM),

@@ -9,6 +9,7 @@ use alloc::vec::Vec;
 
 use super::format::{EntryHeader, EntryKind, HEADER_LEN};
 use super::space::{Space, Walker};
+use crate::error::Corrupt;
 use crate::{Error, Region};
 
 /// Slots per node.
@@ -51,7 +52,7 @@ impl Slot {
             (0, 1..) => Ok(Slot::Node(off)),
             (1, 0) => Ok(Slot::Live(off)),
             (2, 0) => Ok(Slot::Removed(off)),
-            _ => Err(Error::corrupted(at, "bad id node slot tag")),
+            _ => Err(Error::corrupted(at, Corrupt::BadIdNodeSlotTag)),
         }
     }
 }
@@ -75,13 +76,13 @@ impl Node {
         let bitmap_bytes: [u8; 8] = payload
             .get(..8)
             .and_then(|b| b.try_into().ok())
-            .ok_or(Error::corrupted(at, "id node too short"))?;
+            .ok_or(Error::corrupted(at, Corrupt::IdNodeTooShort))?;
         let bitmap = u64::from_le_bytes(bitmap_bytes);
         let n = bitmap.count_ones() as usize;
         if payload.len() != 8 + 8 * n {
             return Err(Error::corrupted(
                 at,
-                "id node length does not match its bitmap",
+                Corrupt::IdNodeLengthDoesNotMatchBitmap,
             ));
         }
         let slots = payload[8..]
@@ -148,10 +149,7 @@ fn id_limit(height: u32) -> u64 {
 fn read_node<R: Region>(space: &Space<R>, offset: u64, level: u32) -> Result<Node, Error> {
     let (header, payload) = space.entry(offset)?;
     if header.kind != EntryKind::IdNode || header.id != u64::from(level) {
-        return Err(Error::corrupted(
-            offset,
-            "expected an id node of this level",
-        ));
+        return Err(Error::corrupted(offset, Corrupt::ExpectedIdNodeOfThisLevel));
     }
     Node::parse(payload, offset)
 }
@@ -177,7 +175,7 @@ pub(crate) fn lookup<R: Region>(
             record => return Ok(Some(record)),
         }
     }
-    Err(Error::corrupted(root, "id tree deeper than its height"))
+    Err(Error::corrupted(root, Corrupt::IdTreeDeeperThanHeight))
 }
 
 /// Sets (or, with `None`, clears) the slot of `id`, copying the path as needed. Returns
@@ -427,14 +425,14 @@ impl Walker for IdWalker {
                 let level = u32::try_from(header.id)
                     .ok()
                     .filter(|&l| l < MAX_HEIGHT)
-                    .ok_or(Error::corrupted(offset, "id node level out of range"))?;
+                    .ok_or(Error::corrupted(offset, Corrupt::IdNodeLevelOutOfRange))?;
                 let node = Node::parse(payload, offset)?;
                 for &raw in &node.slots {
                     out.push(Slot::decode(raw, level, offset)?.offset());
                 }
                 Ok(())
             }
-            _ => Err(Error::corrupted(offset, "map entry in a buffer")),
+            _ => Err(Error::corrupted(offset, Corrupt::MapEntryInBuffer)),
         }
     }
 }

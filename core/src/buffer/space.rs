@@ -26,6 +26,7 @@ use super::format::{
 
 use super::free::FreeMap;
 use super::ordered::OrderedMap;
+use crate::error::{Corrupt, Input};
 use crate::{Error, Region, RegionError};
 
 /// When a commit becomes durable.
@@ -195,8 +196,10 @@ impl<R: Region> Space<R> {
                 }
                 Err(MetaProblem::BadChecksum) => {
                     rejected = Some(slot);
-                    first_problem
-                        .get_or_insert(Error::corrupted(slot_off, "meta slot checksum mismatch"));
+                    first_problem.get_or_insert(Error::corrupted(
+                        slot_off,
+                        Corrupt::MetaSlotChecksumMismatch,
+                    ));
                 }
             }
         }
@@ -210,7 +213,7 @@ impl<R: Region> Space<R> {
             return Err(match first_problem {
                 Some(e) => e,
                 None if blank == 2 => Error::NotInitialized,
-                None => Error::corrupted(0, "no valid meta slot"),
+                None => Error::corrupted(0, Corrupt::NoValidMetaSlot),
             });
         }
         // Newest first: slot 1 first when both are valid and it is newer.
@@ -237,7 +240,7 @@ impl<R: Region> Space<R> {
                 }
             }
         }
-        Err(last_err.unwrap_or(Error::corrupted(0, "no usable meta slot")))
+        Err(last_err.unwrap_or(Error::corrupted(0, Corrupt::NoUsableMetaSlot)))
     }
 
     /// Checks that every entry the commit wrote since its durable base is intact.
@@ -254,25 +257,25 @@ impl<R: Region> Space<R> {
         {
             return Err(Error::corrupted(
                 slot_off,
-                "meta used_end outside the region",
+                Corrupt::MetaUsedEndOutsideRegion,
             ));
         }
         if meta.durable_base() >= meta.txid() {
             return Err(Error::corrupted(
                 slot_off,
-                "meta durable base not below its txid",
+                Corrupt::MetaDurableBaseNotBelowTxid,
             ));
         }
         // Forged with a valid checksum, these would overflow later arithmetic: the next
         // txid, and the count a delete lowers or a put raises.
         if meta.txid() == u64::MAX {
-            return Err(Error::corrupted(slot_off, "meta txid at its limit"));
+            return Err(Error::corrupted(slot_off, Corrupt::MetaTxidAtLimit));
         }
         // A record or a key takes at least 8 bytes below the used end.
         if meta.count() > meta.used_end() / 8 {
             return Err(Error::corrupted(
                 slot_off,
-                "meta count larger than the region holds",
+                Corrupt::MetaCountLargerThanRegionHolds,
             ));
         }
         let mut count = 0u64;
@@ -288,13 +291,13 @@ impl<R: Region> Space<R> {
             }
             let (header, _) = read_entry(region, meta.seed(), off, meta.used_end(), true)?;
             if header.txid > meta.txid() {
-                return Err(Error::corrupted(off, "entry written after its commit"));
+                return Err(Error::corrupted(off, Corrupt::EntryWrittenAfterCommit));
             }
             count += 1;
             if count > meta.new_count() {
                 return Err(Error::corrupted(
                     slot_off,
-                    "commit reaches more new entries than it wrote",
+                    Corrupt::CommitReachesMoreNewEntriesThanItWrote,
                 ));
             }
             digest = digest.wrapping_add(digest_term(off, header.checksum));
@@ -303,7 +306,7 @@ impl<R: Region> Space<R> {
         if count != meta.new_count() || digest != meta.new_digest() {
             return Err(Error::corrupted(
                 slot_off,
-                "commit incomplete: digest mismatch",
+                Corrupt::CommitIncompleteDigestMismatch,
             ));
         }
         Ok(())
@@ -407,11 +410,9 @@ impl<R: Region> Space<R> {
             return Ok(off);
         }
         let off = self.used_end;
-        let end = off.checked_add(capacity).ok_or(Error::TooLarge {
-            what: "region",
-            len: u64::MAX,
-            max: u64::MAX,
-        })?;
+        let end = off
+            .checked_add(capacity)
+            .ok_or(Error::too_large(Input::Region, u64::MAX))?;
         if end > self.region.len() {
             self.region.grow(end)?;
         }
@@ -433,11 +434,7 @@ impl<R: Region> Space<R> {
         let min = HEADER_LEN as u64 + payload.len() as u64;
         let capacity = super::format::align_up(capacity.max(min)).filter(|&c| c <= MAX_CAPACITY);
         let Some(capacity) = capacity else {
-            return Err(Error::TooLarge {
-                what: "entry",
-                len: min,
-                max: MAX_CAPACITY,
-            });
+            return Err(Error::too_large(Input::Entry, min));
         };
         let off = self.alloc(capacity)?;
         let header = EntryHeader {
@@ -464,10 +461,7 @@ impl<R: Region> Space<R> {
         if !self.is_own(offset)
             || payload.len() as u64 > u64::from(header.capacity) - HEADER_LEN as u64
         {
-            return Err(Error::corrupted(
-                offset,
-                "in-place rewrite of an entry that is not the transaction's own",
-            ));
+            return Err(Error::corrupted(offset, Corrupt::RewriteOfEntryNotOwned));
         }
         header.len = payload.len() as u32;
         self.write_own(offset, &header.encode())?;
@@ -721,19 +715,19 @@ pub(crate) fn read_entry<R: Region>(
     if offset < DATA_START || !offset.is_multiple_of(8) || offset >= used_end {
         return Err(Error::corrupted(
             offset,
-            "entry offset outside the data area",
+            Corrupt::EntryOffsetOutsideDataArea,
         ));
     }
     let head = region
         .view(offset, HEADER_LEN)
-        .map_err(|_| Error::corrupted(offset, "entry header outside the region"))?;
+        .map_err(|_| Error::corrupted(offset, Corrupt::EntryHeaderOutsideRegion))?;
     let header = EntryHeader::decode(head, offset, used_end)?;
     let total = HEADER_LEN + header.len as usize;
     let whole = region
         .view(offset, total)
-        .map_err(|_| Error::corrupted(offset, "entry outside the region"))?;
+        .map_err(|_| Error::corrupted(offset, Corrupt::EntryOutsideRegion))?;
     if verify && entry_checksum(seed, offset, whole) != header.checksum {
-        return Err(Error::corrupted(offset, "entry checksum mismatch"));
+        return Err(Error::corrupted(offset, Corrupt::EntryChecksumMismatch));
     }
     Ok((header, &whole[HEADER_LEN..]))
 }
@@ -824,8 +818,8 @@ fn wrong_kind(offset: u64, kind: EntryKind) -> Error {
     Error::corrupted(
         offset,
         match kind {
-            EntryKind::Value => "expected a value entry of this length",
-            _ => "expected a trie node of this depth",
+            EntryKind::Value => Corrupt::ExpectedValueEntryOfThisLength,
+            _ => Corrupt::ExpectedTrieNodeOfThisDepth,
         },
     )
 }
@@ -874,7 +868,7 @@ fn rebuild_free_map<R: Region>(
             if used[word] & (1 << bit) != 0 {
                 return Err(Error::corrupted(
                     off,
-                    "entries overlap or are reachable twice",
+                    Corrupt::EntriesOverlapOrAreReachableTwice,
                 ));
             }
             used[word] |= 1 << bit;

@@ -10,6 +10,7 @@ use super::format::{
 use super::ids::{self, IdWalker, Slot};
 use super::reader::EntryReader;
 use super::space::{Durability, Space};
+use crate::error::{Corrupt, Input, Opt};
 use crate::{Error, Region};
 
 /// A record's stable id: it stays the same across updates that move the record, across
@@ -197,9 +198,7 @@ pub(crate) fn room_for(len: usize, ext: u32) -> u64 {
 
 pub(crate) fn extension_from_factor(factor: f64) -> Result<u32, Error> {
     if !(1.0..=16.0).contains(&factor) {
-        return Err(Error::InvalidOption {
-            what: "extension_factor must be between 1.0 and 16.0",
-        });
+        return Err(Error::invalid_option(Opt::ExtensionFactor));
     }
     Ok((factor * f64::from(EXTENSION_ONE) + 0.5) as u32)
 }
@@ -234,7 +233,7 @@ impl<R: Region> Buffer<R> {
             || records >= meta.next_id()
             || meta.live_bytes().saturating_add(meta.removed_bytes()) > meta.used_end()
         {
-            return Err(Error::corrupted(0, "buffer meta out of range"));
+            return Err(Error::corrupted(0, Corrupt::BufferMetaOutOfRange));
         }
         ids::verify_nodes(&space, meta.root(), meta.height())?;
         Ok(Self::from_space(*space))
@@ -271,11 +270,7 @@ impl<R: Region> Buffer<R> {
 
     fn check_len(data: &[u8]) -> Result<(), Error> {
         if data.len() as u64 > MAX_PAYLOAD {
-            return Err(Error::TooLarge {
-                what: "record",
-                len: data.len() as u64,
-                max: MAX_PAYLOAD,
-            });
+            return Err(Error::too_large(Input::Record, data.len() as u64));
         }
         Ok(())
     }
@@ -283,15 +278,17 @@ impl<R: Region> Buffer<R> {
     fn slot(&self, id: EntryId) -> Result<Slot, Error> {
         match ids::lookup(&self.space, self.state.root, self.state.height, id.0)? {
             Some(slot) => Ok(slot),
-            None if id.0 != 0 && id.0 < self.state.next_id => Err(Error::Removed { id: id.0 }),
-            None => Err(Error::NotFound { id: id.0 }),
+            None if id.0 != 0 && id.0 < self.state.next_id => {
+                Err(Error::Removed { id: id.0.into() })
+            }
+            None => Err(Error::NotFound { id: id.0.into() }),
         }
     }
 
     fn live_offset(&self, id: EntryId) -> Result<u64, Error> {
         match self.slot(id)? {
             Slot::Live(off) => Ok(off),
-            _ => Err(Error::Removed { id: id.0 }),
+            _ => Err(Error::Removed { id: id.0.into() }),
         }
     }
 
@@ -404,7 +401,7 @@ impl<R: Region> Buffer<R> {
         let off = self.live_offset(id)?;
         let (header, data) = self.space.entry_verified(off)?;
         if header.kind != EntryKind::Record || header.id != id.0 {
-            return Err(Error::corrupted(off, "id tree points at another record"));
+            return Err(Error::corrupted(off, Corrupt::IdTreePointsAtAnotherRecord));
         }
         Ok(data)
     }
@@ -420,7 +417,7 @@ impl<R: Region> Buffer<R> {
         let (status, off) = match self.slot(id)? {
             Slot::Live(off) => (RecordStatus::Live, off),
             Slot::Removed(off) => (RecordStatus::Removed, off),
-            Slot::Node(off) => return Err(Error::corrupted(off, "id slot points at a node")),
+            Slot::Node(off) => return Err(Error::corrupted(off, Corrupt::IdSlotPointsAtNode)),
         };
         let (header, data) = self.space.entry(off)?;
         Ok(RecordHeader {
@@ -714,7 +711,7 @@ mod tests {
         assert!(matches!(b.update(e, b"x"), Err(Error::Removed { .. })));
         assert!(matches!(
             b.get(EntryId(99)),
-            Err(Error::NotFound { id: 99 })
+            Err(Error::NotFound { id }) if id.get() == 99
         ));
         b.commit().unwrap();
         let b = reopen(b);

@@ -24,6 +24,7 @@ use super::codec::{Codec, CodecError, Encode};
 use super::reader::EntryReader;
 use super::space::Durability;
 use super::store::{Buffer, BufferOptions, CompactReport, EntryId};
+use crate::error::Input;
 use crate::{Error, Region};
 
 /// Bytes of the key length at the start of a record.
@@ -285,11 +286,8 @@ where
         let mut record = Vec::from([0; KEY_START]);
         self.key_codec.encode(key, &mut record)?;
         let key_end = record.len();
-        let key_len = u32::try_from(key_end - KEY_START).map_err(|_| Error::TooLarge {
-            what: "key",
-            len: (key_end - KEY_START) as u64,
-            max: u64::from(u32::MAX),
-        })?;
+        let key_len = u32::try_from(key_end - KEY_START)
+            .map_err(|_| Error::too_large(Input::TypedKey, (key_end - KEY_START) as u64))?;
         record[..KEY_START].copy_from_slice(&key_len.to_le_bytes());
         self.value_codec.encode(value, &mut record)?;
         let encoded_key = &record[KEY_START..key_end];

@@ -10,6 +10,7 @@
 
 use crate::Error;
 use crate::buffer::Durability;
+use crate::error::Corrupt;
 use crate::map::{KeyHasher, Map, Murmur3, WriteTxn};
 use crate::region::Region;
 
@@ -332,7 +333,7 @@ fn replay<M: Region, L: Region, H: KeyHasher>(
         if map.txid() != record.txid {
             return Err(Error::corrupted(
                 record.offset,
-                "a logged commit does not follow the map's",
+                Corrupt::LoggedCommitDoesNotFollowMaps,
             ));
         }
         replayed += 1;

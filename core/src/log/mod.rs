@@ -24,6 +24,7 @@ use alloc::vec::Vec;
 
 use crate::Error;
 use crate::buffer::format::{get_u32, get_u64};
+use crate::error::{Corrupt, Input, Opt};
 use crate::region::Region;
 
 use format::{
@@ -99,16 +100,10 @@ impl RecordBuf {
     }
 
     fn push(&mut self, kind: u8, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        let key_len = u16::try_from(key.len()).map_err(|_| Error::TooLarge {
-            what: "logged key",
-            len: key.len() as u64,
-            max: u64::from(u16::MAX),
-        })?;
-        let value_len = u32::try_from(value.len()).map_err(|_| Error::TooLarge {
-            what: "logged value",
-            len: value.len() as u64,
-            max: u64::from(u32::MAX),
-        })?;
+        let key_len = u16::try_from(key.len())
+            .map_err(|_| Error::too_large(Input::LoggedKey, key.len() as u64))?;
+        let value_len = u32::try_from(value.len())
+            .map_err(|_| Error::too_large(Input::LoggedValue, value.len() as u64))?;
         let mut head = [0u8; OP_HEADER_LEN];
         head[OP_KIND] = kind;
         head[OP_KEY_LEN].copy_from_slice(&key_len.to_le_bytes());
@@ -174,7 +169,7 @@ impl<'a> Iterator for LogOps<'a> {
                 None
             } else {
                 self.at = self.bytes.len();
-                Some(Err(self.bad("bytes after the last logged operation")))
+                Some(Err(self.bad(Corrupt::BytesAfterLastLoggedOperation)))
             };
         }
         self.left -= 1;
@@ -188,7 +183,7 @@ impl<'a> Iterator for LogOps<'a> {
 }
 
 impl<'a> LogOps<'a> {
-    fn bad(&self, what: &'static str) -> Error {
+    fn bad(&self, what: Corrupt) -> Error {
         Error::corrupted(self.offset + self.at as u64, what)
     }
 
@@ -196,7 +191,7 @@ impl<'a> LogOps<'a> {
         let rest = &self.bytes[self.at..];
         let head = rest
             .get(..OP_HEADER_LEN)
-            .ok_or(self.bad("logged operation cut short"))?;
+            .ok_or(self.bad(Corrupt::LoggedOperationCutShort))?;
         let key_len = usize::from(u16::from_le_bytes([
             head[OP_KEY_LEN.start],
             head[OP_KEY_LEN.start + 1],
@@ -206,16 +201,16 @@ impl<'a> LogOps<'a> {
         let body = &rest[OP_HEADER_LEN..];
         let key = body
             .get(..key_len)
-            .ok_or(self.bad("logged key past the record"))?;
+            .ok_or(self.bad(Corrupt::LoggedKeyPastRecord))?;
         let op = match kind {
             OP_PUT => {
                 let value = body
                     .get(key_len..key_len.saturating_add(value_len))
-                    .ok_or(self.bad("logged value past the record"))?;
+                    .ok_or(self.bad(Corrupt::LoggedValuePastRecord))?;
                 LogOp::Put(key, value)
             }
             OP_DELETE if value_len == 0 => LogOp::Delete(key),
-            _ => return Err(self.bad("unknown logged operation")),
+            _ => return Err(self.bad(Corrupt::UnknownLoggedOperation)),
         };
         self.at += OP_HEADER_LEN + key_len + value_len;
         Ok(op)
@@ -318,7 +313,7 @@ impl<R: Region> CommitLog<R> {
             Some(found) => Ok(found),
             None if blank == LOG_SLOT_OFFSETS.len() => Err(Error::NotInitialized),
             None if Self::creation_cut_short(region)? => Err(Error::NotInitialized),
-            None => Err(Error::corrupted(0, "no valid commit log header")),
+            None => Err(Error::corrupted(0, Corrupt::NoValidCommitLogHeader)),
         }
     }
 
@@ -428,13 +423,13 @@ impl<R: Region> CommitLog<R> {
         if self.header.seed != seed {
             return Err(Error::corrupted(
                 at,
-                "the commit log belongs to another database",
+                Corrupt::CommitLogBelongsToAnotherDatabase,
             ));
         }
         if self.header.base_txid > txid {
             return Err(Error::corrupted(
                 at,
-                "the commit log starts after the map's last commit",
+                Corrupt::CommitLogStartsAfterMapsLastCommit,
             ));
         }
         Ok(())
@@ -488,24 +483,15 @@ impl<R: Region> CommitLog<R> {
     #[allow(unsafe_code)] // `Region::write`, past the end no record reaches
     pub fn append(&mut self, txid: u64, record: &mut RecordBuf) -> Result<(), Error> {
         if Some(txid) != self.last_txid.checked_add(1) {
-            return Err(Error::InvalidOption {
-                what: "a logged commit must follow the last one",
-            });
+            return Err(Error::invalid_option(Opt::LogOrder));
         }
-        let len = u32::try_from(record.bytes.len()).map_err(|_| Error::TooLarge {
-            what: "commit log record",
-            len: record.len(),
-            max: u64::from(u32::MAX),
-        })?;
+        let len = u32::try_from(record.bytes.len())
+            .map_err(|_| Error::too_large(Input::LogRecord, record.len()))?;
         let offset = self.end;
         let next = offset
             .checked_add(u64::from(len))
             .and_then(align_up)
-            .ok_or(Error::TooLarge {
-                what: "commit log",
-                len: u64::MAX,
-                max: u64::MAX,
-            })?;
+            .ok_or(Error::too_large(Input::Log, u64::MAX))?;
         if self.region.len() < next {
             self.region.grow(next)?;
         }
@@ -545,7 +531,7 @@ impl<R: Region> CommitLog<R> {
         // verify again): only a forged header gets here, as 2^64 resets do not happen.
         let epoch = self.header.epoch.checked_add(1).ok_or(Error::corrupted(
             LOG_SLOT_OFFSETS[self.slot],
-            "commit log epoch exhausted",
+            Corrupt::CommitLogEpochExhausted,
         ))?;
         let header = LogHeader {
             seed: self.header.seed,

@@ -88,8 +88,8 @@ impl<R: Region> Checker<'_, R> {
                 }
                 Some(payload)
             }
-            Err(Error::Corrupted { what, .. }) => {
-                self.report.problem(offset, what);
+            Err(Error::Corrupted(c)) => {
+                self.report.problem(offset, c.what());
                 None
             }
             Err(_) => {

@@ -23,6 +23,7 @@ use crate::buffer::format::{
 };
 use crate::buffer::space::{Durability, Space, Walker, read_entry, read_payload};
 use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
+use crate::error::{Corrupt, Input, Opt};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
 pub use node::MAX_KEY_LEN;
@@ -159,7 +160,7 @@ impl Walker for MapWalker {
             EntryKind::Branch => NodeRef::Branch(Branch::parse(payload, offset)?),
             EntryKind::Collision => NodeRef::Collision(Collision::parse(payload, offset)?),
             EntryKind::Value => return Ok(()),
-            _ => return Err(Error::corrupted(offset, "buffer entry in a map")),
+            _ => return Err(Error::corrupted(offset, Corrupt::BufferEntryInMap)),
         };
         trie::for_each_edge(&node, &mut |edge| {
             out.push(match edge {
@@ -276,9 +277,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// Like [`Map::create`], hashing keys with `hasher`.
     pub fn create_with_hasher(region: R, options: MapOptions, hasher: H) -> Result<Self, Error> {
         if u64::from(options.inline_max) > MAX_PAYLOAD / 128 {
-            return Err(Error::InvalidOption {
-                what: "inline_max must be at most 32 MiB",
-            });
+            return Err(Error::invalid_option(Opt::InlineMax));
         }
         let mut meta = Meta::new(StructureKind::Map, options.seed);
         meta.set_inline_max(options.inline_max);
@@ -781,18 +780,10 @@ impl<'m, R: Region, H: KeyHasher> ReadTxn<'m, R, H> {
 /// pairs before they reach the map.
 pub fn check_lengths(key: &[u8], value: &[u8]) -> Result<(), Error> {
     if key.len() > MAX_KEY_LEN {
-        return Err(Error::TooLarge {
-            what: "key",
-            len: key.len() as u64,
-            max: MAX_KEY_LEN as u64,
-        });
+        return Err(Error::too_large(Input::Key, key.len() as u64));
     }
     if value.len() as u64 > MAX_VALUE_LEN {
-        return Err(Error::TooLarge {
-            what: "value",
-            len: value.len() as u64,
-            max: MAX_VALUE_LEN,
-        });
+        return Err(Error::too_large(Input::Value, value.len() as u64));
     }
     Ok(())
 }
@@ -893,9 +884,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Err(e);
         }
         if self.root != 0 {
-            return Err(Error::InvalidOption {
-                what: "fill needs an empty trie",
-            });
+            return Err(Error::invalid_option(Opt::FillNeedsEmpty));
         }
         let map = self.map;
         let extension = map.extension.load(Ordering::Relaxed);
@@ -1064,7 +1053,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         self.count = self
             .count
             .checked_sub(1)
-            .ok_or(Error::corrupted(0, "meta count below the keys in the trie"))?;
+            .ok_or(Error::corrupted(0, Corrupt::MetaCountBelowKeysInTrie))?;
         self.free_value(value)?;
         Ok(true)
     }

@@ -15,6 +15,7 @@ use alloc::vec::Vec;
 
 use super::trie::NodeRef;
 use crate::Error;
+use crate::error::Corrupt;
 
 /// Bits of the hash a level consumes: 64 slots a branch.
 pub(crate) const BITS: u32 = 6;
@@ -76,7 +77,7 @@ pub(crate) struct PairRef<'a> {
 /// Reads the pair starting at `at` in `payload`.
 #[inline]
 fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
-    let bad = || Error::corrupted(node, "pair runs past its node");
+    let bad = || Error::corrupted(node, Corrupt::PairRunsPastNode);
     // key_len u16 | flags u16 | value_len u32, read as one word.
     let head = rd_u64(payload, at).ok_or_else(bad)?;
     let klen = (head & 0xffff) as usize;
@@ -96,7 +97,7 @@ fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
             offset: rd_u64(payload, vstart).ok_or_else(bad)?,
             len: vlen,
         },
-        _ => return Err(Error::corrupted(node, "unknown pair flags")),
+        _ => return Err(Error::corrupted(node, Corrupt::UnknownPairFlags)),
     };
     Ok(PairRef { key, value })
 }
@@ -128,14 +129,14 @@ fn ones(x: u64) -> usize {
 
 impl<'a> Branch<'a> {
     pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
-        let datamap = rd_u64(payload, 0).ok_or(Error::corrupted(at, "branch too short"))?;
-        let nodemap = rd_u64(payload, 8).ok_or(Error::corrupted(at, "branch too short"))?;
+        let datamap = rd_u64(payload, 0).ok_or(Error::corrupted(at, Corrupt::BranchTooShort))?;
+        let nodemap = rd_u64(payload, 8).ok_or(Error::corrupted(at, Corrupt::BranchTooShort))?;
         if datamap & nodemap != 0 {
-            return Err(Error::corrupted(at, "branch slot is both pair and child"));
+            return Err(Error::corrupted(at, Corrupt::BranchSlotIsBothPairAndChild));
         }
         let fixed = BRANCH_FIXED + 8 * ones(nodemap) + 4 * ones(datamap);
         if payload.len() < fixed {
-            return Err(Error::corrupted(at, "branch tables run past its end"));
+            return Err(Error::corrupted(at, Corrupt::BranchTablesRunPastEnd));
         }
         Ok(Branch {
             datamap,
@@ -156,13 +157,13 @@ impl<'a> Branch<'a> {
     /// The child node at rank `rank` among the children.
     pub(crate) fn child(&self, rank: usize) -> Result<u64, Error> {
         rd_u64(self.payload, self.children_start() + 8 * rank)
-            .ok_or(Error::corrupted(self.at, "child index past the table"))
+            .ok_or(Error::corrupted(self.at, Corrupt::ChildIndexPastTable))
     }
 
     /// The pair at rank `rank` among the pairs.
     pub(crate) fn pair(&self, rank: usize) -> Result<PairRef<'a>, Error> {
         let at = rd_u32(self.payload, self.offsets_start() + 4 * rank)
-            .ok_or(Error::corrupted(self.at, "pair index past the table"))?;
+            .ok_or(Error::corrupted(self.at, Corrupt::PairIndexPastTable))?;
         pair_at(self.payload, at as usize, self.at)
     }
 
@@ -191,10 +192,10 @@ pub(crate) enum SlotAt {
 #[inline(always)]
 pub(crate) fn locate_slot(payload: &[u8], at: u64, idx: usize) -> Result<SlotAt, Error> {
     let (Some(datamap), Some(nodemap)) = (rd_u64(payload, 0), rd_u64(payload, 8)) else {
-        return Err(Error::corrupted(at, "branch too short"));
+        return Err(Error::corrupted(at, Corrupt::BranchTooShort));
     };
     if datamap & nodemap != 0 {
-        return Err(Error::corrupted(at, "branch slot is both pair and child"));
+        return Err(Error::corrupted(at, Corrupt::BranchSlotIsBothPairAndChild));
     }
     let bit = 1u64 << idx;
     let below = bit - 1;
@@ -211,7 +212,7 @@ pub(crate) fn locate_slot(payload: &[u8], at: u64, idx: usize) -> Result<SlotAt,
 /// The child offset [`locate_slot`] found at `pos`.
 #[inline(always)]
 pub(crate) fn child_at(payload: &[u8], at: u64, pos: usize) -> Result<u64, Error> {
-    rd_u64(payload, pos).ok_or(Error::corrupted(at, "child index past the table"))
+    rd_u64(payload, pos).ok_or(Error::corrupted(at, Corrupt::ChildIndexPastTable))
 }
 
 /// The position of the pair whose table entry [`locate_slot`] found at `pos`.
@@ -219,7 +220,7 @@ pub(crate) fn child_at(payload: &[u8], at: u64, pos: usize) -> Result<u64, Error
 pub(crate) fn pair_pos(payload: &[u8], at: u64, pos: usize) -> Result<usize, Error> {
     rd_u32(payload, pos)
         .map(|p| p as usize)
-        .ok_or(Error::corrupted(at, "pair index past the table"))
+        .ok_or(Error::corrupted(at, Corrupt::PairIndexPastTable))
 }
 
 /// The pair starting at `pos` of the payload of the node at `at`.
@@ -251,14 +252,15 @@ pub(crate) struct Collision<'a> {
 
 impl<'a> Collision<'a> {
     pub(crate) fn parse(payload: &'a [u8], at: u64) -> Result<Self, Error> {
-        let count = rd_u32(payload, 0).ok_or(Error::corrupted(at, "collision node too short"))?;
+        let count =
+            rd_u32(payload, 0).ok_or(Error::corrupted(at, Corrupt::CollisionNodeTooShort))?;
         let count = count as usize;
         // Checked: on a 32-bit target a forged count could wrap the product.
         let table = count
             .checked_mul(4)
             .and_then(|t| t.checked_add(COLLISION_FIXED));
         if table.is_none_or(|t| payload.len() < t) {
-            return Err(Error::corrupted(at, "collision table runs past its end"));
+            return Err(Error::corrupted(at, Corrupt::CollisionTableRunsPastEnd));
         }
         Ok(Collision { count, payload, at })
     }
@@ -269,7 +271,7 @@ impl<'a> Collision<'a> {
 
     pub(crate) fn pair(&self, i: usize) -> Result<PairRef<'a>, Error> {
         let at = rd_u32(self.payload, COLLISION_FIXED + 4 * i)
-            .ok_or(Error::corrupted(self.at, "pair index past the table"))?;
+            .ok_or(Error::corrupted(self.at, Corrupt::PairIndexPastTable))?;
         pair_at(self.payload, at as usize, self.at)
     }
 
@@ -460,12 +462,12 @@ impl NodeBuf {
         for rank in 0..buf.pairs {
             let p = pair_at(payload, pos, at)?;
             if rd_u32(payload, buf.table + 4 * rank) != Some(pos as u32) {
-                return Err(Error::corrupted(at, "node layout is not canonical"));
+                return Err(Error::corrupted(at, Corrupt::NodeLayoutIsNotCanonical));
             }
             pos += ref_encoded_len(&p);
         }
         if pos != payload.len() {
-            return Err(Error::corrupted(at, "node layout is not canonical"));
+            return Err(Error::corrupted(at, Corrupt::NodeLayoutIsNotCanonical));
         }
         bytes.clear();
         bytes.extend_from_slice(payload);

@@ -9,6 +9,7 @@ use super::node::{
 };
 use crate::Error;
 use crate::buffer::format::{EntryHeader, EntryKind, HEADER_LEN};
+use crate::error::Corrupt;
 
 /// Read access to entries.
 pub(crate) trait NodeStore {
@@ -25,10 +26,7 @@ pub(crate) trait NodeStore {
     fn payload(&self, offset: u64, kind: EntryKind) -> Result<(u64, &[u8]), Error> {
         let (header, payload) = self.entry(offset)?;
         if header.kind != kind {
-            return Err(Error::corrupted(
-                offset,
-                "entry is not of the expected kind",
-            ));
+            return Err(Error::corrupted(offset, Corrupt::EntryIsNotOfExpectedKind));
         }
         Ok((header.id, payload))
     }
@@ -87,7 +85,7 @@ pub(crate) fn read_node<S: NodeStore + ?Sized>(
     if header.id != u64::from(depth) {
         return Err(Error::corrupted(
             offset,
-            "node depth does not match its place",
+            Corrupt::NodeDepthDoesNotMatchPlace,
         ));
     }
     match (header.kind, depth < MAX_DEPTH) {
@@ -95,7 +93,7 @@ pub(crate) fn read_node<S: NodeStore + ?Sized>(
         (EntryKind::Collision, false) => Ok(NodeRef::Collision(Collision::parse(payload, offset)?)),
         _ => Err(Error::corrupted(
             offset,
-            "expected a trie node of this depth",
+            Corrupt::ExpectedTrieNodeOfThisDepth,
         )),
     }
 }
@@ -134,7 +132,7 @@ pub(crate) fn value_bytes<'a, S: NodeStore + ?Sized>(
             if payload.len() != len as usize {
                 return Err(Error::corrupted(
                     offset,
-                    "expected a value entry of this length",
+                    Corrupt::ExpectedValueEntryOfThisLength,
                 ));
             }
             Ok(payload)
@@ -199,7 +197,7 @@ fn step<'a, S: NodeStore + ?Sized>(
     };
     let (id, payload) = s.payload(off, kind)?;
     if id != u64::from(depth) {
-        return Err(Error::corrupted(off, "node depth does not match its place"));
+        return Err(Error::corrupted(off, Corrupt::NodeDepthDoesNotMatchPlace));
     }
     if kind == EntryKind::Collision {
         let found = Collision::parse(payload, off)?.find(key)?;
@@ -282,10 +280,7 @@ pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
                     Lane::Node { off, depth } if depth < MAX_DEPTH => {
                         let (id, payload) = s.payload(off, EntryKind::Branch)?;
                         if id != u64::from(depth) {
-                            return Err(Error::corrupted(
-                                off,
-                                "node depth does not match its place",
-                            ));
+                            return Err(Error::corrupted(off, Corrupt::NodeDepthDoesNotMatchPlace));
                         }
                         let slot = locate_slot(payload, off, chunk(hashes[i], depth))?;
                         match slot {
@@ -324,7 +319,7 @@ pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
                             continue;
                         }
                         let SlotAt::Pair(pos) = slot else {
-                            return Err(Error::corrupted(off, "lookup lost its slot"));
+                            return Err(Error::corrupted(off, Corrupt::LookupLostSlot));
                         };
                         let pos = pair_pos(payload, off, pos)?;
                         if let Some(b) = payload.get(pos..) {
@@ -350,7 +345,7 @@ pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
 /// reading a damaged image.
 #[cold]
 fn unreachable_child(off: u64) -> Result<Option<ValueRef<'static>>, Error> {
-    Err(Error::corrupted(off, "collision node with a child"))
+    Err(Error::corrupted(off, Corrupt::CollisionNodeWithChild))
 }
 
 /// Visits every pair of the trie at `root`, node by node (storage order, not key order).
@@ -372,7 +367,7 @@ pub(crate) fn for_each_pair<'a, S: NodeStore + ?Sized>(
         if visited > max_nodes {
             return Err(Error::corrupted(
                 off,
-                "trie has more nodes than fit its region",
+                Corrupt::TrieHasMoreNodesThanFitRegion,
             ));
         }
         match read_node(s, off, depth)? {

@@ -20,6 +20,7 @@ use super::node::{MAX_DEPTH, NodeBuf, PairBuf, Slot, ValueRef, chunk, set_pair_e
 use super::trie::{self, NodeRef, NodeStore, NodeStoreMut};
 use crate::Error;
 use crate::buffer::format::{EntryKind, HEADER_LEN};
+use crate::error::Corrupt;
 
 /// A node as a transaction refers to it: a committed entry's offset (a multiple of 8),
 /// or an arena slot `i` as `i << 1 | 1`. `0` is no node.
@@ -262,7 +263,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
                 node.insert_rank(rank, bit, &pair);
                 None
             }
-            Slot::Child(_) => return Err(Error::corrupted(0, "insertion lost its path")),
+            Slot::Child(_) => return Err(Error::corrupted(0, Corrupt::InsertionLostPath)),
         };
         Ok((path[0], replaced))
     }
@@ -283,7 +284,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             found: true,
         } = slot
         else {
-            return Err(Error::corrupted(0, "key vanished during removal"));
+            return Err(Error::corrupted(0, Corrupt::KeyVanishedDuringRemoval));
         };
         let removed = self
             .arena
@@ -389,7 +390,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
             if vh.kind != EntryKind::Value || vh.len != len {
                 return Err(Error::corrupted(
                     offset,
-                    "expected a value entry of this length",
+                    Corrupt::ExpectedValueEntryOfThisLength,
                 ));
             }
             let bytes = bytes.to_vec();

@@ -48,6 +48,15 @@ impl<'a> SliceRegion<'a> {
     fn capacity(&self) -> u64 {
         self.bytes.capacity() as u64
     }
+
+    /// The bytes `offset .. offset + len` for `op`, checked against the length.
+    #[inline]
+    fn bytes_at(&self, op: RegionOp, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        let range = checked_range(op, offset, len as u64, self.capacity())?;
+        self.bytes
+            .view(range)
+            .ok_or(RegionError::Io { op, code: 0 })
+    }
 }
 
 impl core::fmt::Debug for SliceRegion<'_> {
@@ -68,21 +77,17 @@ unsafe impl Region for SliceRegion<'_> {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        buf.copy_from_slice(self.view(offset, buf.len())?);
+        buf.copy_from_slice(self.bytes_at(RegionOp::Read, offset, buf.len())?);
         Ok(())
     }
 
     #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(offset, len as u64, self.capacity())?;
-        self.bytes.view(range).ok_or(RegionError::Io {
-            op: RegionOp::Read,
-            code: 0,
-        })
+        self.bytes_at(RegionOp::View, offset, len)
     }
 
     unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        let range = checked_range(offset, data.len() as u64, self.capacity())?;
+        let range = checked_range(RegionOp::Write, offset, data.len() as u64, self.capacity())?;
         // SAFETY: the caller keeps `Region::write`'s contract, which is `RawBytes::write`'s.
         let written = unsafe { self.bytes.write(range.start, data) };
         debug_assert!(written, "checked_range keeps writes inside the slice");
@@ -91,10 +96,7 @@ unsafe impl Region for SliceRegion<'_> {
 
     fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
         if min_len > self.capacity() {
-            return Err(RegionError::Full {
-                requested: min_len,
-                capacity: self.capacity(),
-            });
+            return Err(RegionError::full(min_len));
         }
         Ok(self.capacity())
     }
@@ -104,7 +106,7 @@ unsafe impl Region for SliceRegion<'_> {
     }
 
     fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        checked_range(offset, len, self.capacity()).map(|_| ())
+        checked_range(RegionOp::Sync, offset, len, self.capacity()).map(|_| ())
     }
 }
 
@@ -141,10 +143,7 @@ mod tests {
         assert!(oob(region.sync(4, 5)));
         assert!(matches!(
             region.grow(9),
-            Err(RegionError::Full {
-                requested: 9,
-                capacity: 8
-            })
+            Err(RegionError::Full { requested }) if requested.get() == 9
         ));
         assert_eq!(region.grow(8), Ok(8));
         // SAFETY: no views alive, single thread.

@@ -64,10 +64,7 @@ impl VecRegion {
     /// An empty region that can grow to `capacity` bytes, or [`RegionError::Full`] if the
     /// allocator cannot reserve that much.
     pub fn try_with_capacity(capacity: usize) -> Result<Self, RegionError> {
-        let full = RegionError::Full {
-            requested: capacity as u64,
-            capacity: 0,
-        };
+        let full = RegionError::full(capacity as u64);
         let ptr = match Self::layout(capacity) {
             None => return Err(full),
             // A zero-sized allocation is not allowed; an aligned dangling pointer is valid
@@ -99,7 +96,7 @@ impl VecRegion {
     /// A copy of the region's current bytes.
     pub fn to_vec(&self) -> Vec<u8> {
         let len = self.len.load(Ordering::Acquire) as u64;
-        match checked_range(0, len, len)
+        match checked_range(RegionOp::View, 0, len, len)
             .ok()
             .and_then(|r| self.bytes.view(r))
         {
@@ -115,6 +112,15 @@ impl VecRegion {
 
     fn layout(capacity: usize) -> Option<Layout> {
         Layout::from_size_align(capacity, ALIGN).ok()
+    }
+
+    /// The bytes `offset .. offset + len` for `op`, checked against the length.
+    #[inline]
+    fn bytes_at(&self, op: RegionOp, offset: u64, len: usize) -> Result<&[u8], RegionError> {
+        let range = checked_range(op, offset, len as u64, self.len())?;
+        self.bytes
+            .view(range)
+            .ok_or(RegionError::Io { op, code: 0 })
     }
 }
 
@@ -153,21 +159,17 @@ unsafe impl Region for VecRegion {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        buf.copy_from_slice(self.view(offset, buf.len())?);
+        buf.copy_from_slice(self.bytes_at(RegionOp::Read, offset, buf.len())?);
         Ok(())
     }
 
     #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(offset, len as u64, self.len())?;
-        self.bytes.view(range).ok_or(RegionError::Io {
-            op: RegionOp::Read,
-            code: 0,
-        })
+        self.bytes_at(RegionOp::View, offset, len)
     }
 
     unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
-        let range = checked_range(offset, data.len() as u64, self.len())?;
+        let range = checked_range(RegionOp::Write, offset, data.len() as u64, self.len())?;
         // SAFETY: the caller keeps `Region::write`'s contract, which is `RawBytes::write`'s.
         let written = unsafe { self.bytes.write(range.start, data) };
         debug_assert!(written, "the length never exceeds the capacity");
@@ -177,10 +179,7 @@ unsafe impl Region for VecRegion {
     fn grow(&self, min_len: u64) -> Result<u64, RegionError> {
         let capacity = self.capacity() as u64;
         if min_len > capacity {
-            return Err(RegionError::Full {
-                requested: min_len,
-                capacity,
-            });
+            return Err(RegionError::full(min_len));
         }
         // Bytes beyond the length are zero (allocated zeroed, and `truncate` zeroes what it
         // releases), so growing is only a matter of publishing the new length.
@@ -194,7 +193,7 @@ unsafe impl Region for VecRegion {
         if new_len >= old {
             return Ok(old);
         }
-        let range = checked_range(new_len, old - new_len, old)?;
+        let range = checked_range(RegionOp::Truncate, new_len, old - new_len, old)?;
         // Fits: new_len < old length <= capacity, a usize.
         self.len.store(new_len as usize, Ordering::Release);
         // SAFETY: the caller guarantees that no view of the released bytes is alive and
@@ -206,7 +205,7 @@ unsafe impl Region for VecRegion {
     }
 
     fn sync(&self, offset: u64, len: u64) -> Result<(), RegionError> {
-        checked_range(offset, len, self.len()).map(|_| ())
+        checked_range(RegionOp::Sync, offset, len, self.len()).map(|_| ())
     }
 }
 
@@ -228,10 +227,7 @@ mod tests {
         assert_eq!(region.grow(50), Ok(200), "growing to less is a no-op");
         assert!(matches!(
             region.grow(257),
-            Err(RegionError::Full {
-                requested: 257,
-                capacity: 256
-            })
+            Err(RegionError::Full { requested }) if requested.get() == 257
         ));
         assert_eq!(region.len(), 200);
     }

@@ -47,7 +47,7 @@ impl From<Error> for Failed {
         Failed::Map(match e {
             Error::Region(RegionError::Full { .. }) => ErrorKind::RegionFull,
             Error::Region(_) => ErrorKind::Region,
-            Error::Corrupted { .. } => ErrorKind::Corrupted,
+            Error::Corrupted(_) => ErrorKind::Corrupted,
             _ => ErrorKind::Other,
         })
     }
