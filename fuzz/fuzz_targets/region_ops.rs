@@ -24,7 +24,9 @@ struct Input {
 }
 
 fn in_bounds(offset: u64, len: u64, model_len: usize) -> bool {
-    offset.checked_add(len).is_some_and(|end| end <= model_len as u64)
+    offset
+        .checked_add(len)
+        .is_some_and(|end| end <= model_len as u64)
 }
 
 /// Runs `ops` against `region`, whose length follows `model.len()` when `growable`.
@@ -49,7 +51,10 @@ fn run(region: &dyn Region, model: &mut Vec<u8>, capacity: usize, growable: bool
                 let result = region.view(*offset, usize::from(*len));
                 if in_bounds(*offset, u64::from(*len), model.len()) {
                     let start = *offset as usize;
-                    assert_eq!(result.expect("in-bounds view"), &model[start..start + usize::from(*len)]);
+                    assert_eq!(
+                        result.expect("in-bounds view"),
+                        &model[start..start + usize::from(*len)]
+                    );
                 } else {
                     assert!(result.is_err());
                 }
@@ -104,5 +109,8 @@ fuzz_target!(|input: Input| {
     let mut model = backing.clone();
     let slice_region = SliceRegion::new(&mut backing);
     run(&slice_region, &mut model, capacity, false, &input.ops);
-    assert_eq!(slice_region.view(0, capacity).expect("whole slice"), &model[..]);
+    assert_eq!(
+        slice_region.view(0, capacity).expect("whole slice"),
+        &model[..]
+    );
 });
