@@ -173,6 +173,7 @@ codes! {
         MetaDurableBaseNotBelowTxid => "meta durable base not below its txid",
         MetaTxidAtLimit => "meta txid at its limit",
         MetaCountLargerThanRegionHolds => "meta count larger than the region holds",
+        MapMetaCountDisagreesWithRoot => "map meta count and root disagree on emptiness",
         EntryWrittenAfterCommit => "entry written after its commit",
         CommitReachesMoreNewEntriesThanItWrote => "commit reaches more new entries than it wrote",
         CommitIncompleteDigestMismatch => "commit incomplete: digest mismatch",

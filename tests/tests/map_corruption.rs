@@ -23,7 +23,7 @@ use hamtdb_core::{Error, Map, MapOptions, VecRegion};
 use hamtdb_tests::SplitMix64;
 use hamtdb_tests::damage::{
     ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, reseal_entry,
-    valid_entries,
+    reseal_meta, valid_entries,
 };
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
@@ -501,8 +501,9 @@ fn damaged_map_images_give_typed_errors_never_panics_or_unchecked_wrong_data() {
 
 /// Regression: a meta slot forged with a valid checksum could make later arithmetic
 /// overflow: a txid of `u64::MAX` (the next commit's txid), a key count of `u64::MAX`
-/// (a put) or below the trie's keys (a delete). The first two are refused at open (the
-/// other slot is used), the last makes the delete a `Corrupted` error.
+/// (a put) or below the trie's keys (a delete). The first two, and a count of 0 under a
+/// root, are refused at open (the other slot is used); a count too low makes the delete
+/// that would take it below 0 a `Corrupted` error.
 #[test]
 fn forged_meta_counters_give_errors_not_overflows() {
     let base = &bases()[0];
@@ -523,10 +524,17 @@ fn forged_meta_counters_give_errors_not_overflows() {
         );
         assert!(map.put(b"k", b"v").unwrap());
     }
-    let map = forged(40, 0);
-    assert_eq!(map.len(), 0);
-    let present = base.latest.keys().next().unwrap();
-    assert!(matches!(map.delete(present), Err(Error::Corrupted { .. })));
+    // A count of 0 under a root is refused too (an empty map's root is 0).
+    assert_eq!(forged(40, 0).len(), base.previous.len() as u64, "fell back");
+    // A count of 1 under more keys opens; the second delete would take it below 0.
+    let map = forged(40, 1);
+    assert_eq!(map.len(), 1);
+    let mut present = base.latest.keys();
+    assert!(map.delete(present.next().unwrap()).unwrap());
+    assert!(matches!(
+        map.delete(present.next().unwrap()),
+        Err(Error::Corrupted { .. })
+    ));
     assert!(!map.check().is_ok());
 }
 
@@ -581,4 +589,54 @@ fn forged_child_offsets_give_errors_not_panics() {
     }
     println!("forged child offsets: {forged}, refused with an error: {refused}");
     assert!(refused > 0, "some forged branch is reachable");
+}
+
+/// An empty map's root is 0 (docs/FORMAT.md): a meta slot that counts no key but names a
+/// root, or counts keys without one, is forged, and is refused at open with its offset.
+/// Before, such a slot (checksum resealed) opened, and every first load into it failed
+/// with `InvalidOption` (the trie its count called empty was not).
+#[test]
+fn a_meta_slot_whose_count_and_root_disagree_is_refused() {
+    const COUNT: usize = 40;
+    const ROOT: usize = 24;
+    let options = MapOptions {
+        inline_max: 16,
+        seed: SEED,
+    };
+    let map = Map::create(VecRegion::with_capacity(1 << 20), options).unwrap();
+    for i in 0..50 {
+        map.put(&key(i), b"v").unwrap();
+    }
+    let loaded = map.into_region().to_vec();
+    let map = Map::open(VecRegion::from_bytes(&loaded, 1 << 20)).unwrap();
+    for i in 0..50 {
+        assert!(map.delete(&key(i)).unwrap());
+    }
+    // Deleting every key brings the root back to 0: the rule holds for real images, and
+    // a map emptied so takes a first load.
+    assert_eq!(map.begin_read().len(), 0);
+    let emptied = map.into_region().to_vec();
+    let map = Map::open(VecRegion::from_bytes(&emptied, 1 << 20)).unwrap();
+    let mut txn = map.begin_write();
+    assert_eq!(txn.fill([(b"k".as_slice(), b"v".as_slice())]).unwrap(), 1);
+    txn.commit().unwrap();
+
+    let forge = |image: &[u8], field: usize, value: u64| {
+        let mut image = image.to_vec();
+        for slot in [0usize, 512] {
+            image[slot + field..slot + field + 8].copy_from_slice(&value.to_le_bytes());
+            reseal_meta(&mut image, slot);
+        }
+        image
+    };
+    // Both slots forged, so neither is a fallback: a count of 0 under a root, and a
+    // root of 0 under a count of 50.
+    for (field, value) in [(COUNT, 0), (ROOT, 0)] {
+        let forged = forge(&loaded, field, value);
+        let Err(Error::Corrupted(c)) = Map::open(VecRegion::from_bytes(&forged, 1 << 20)) else {
+            panic!("a slot with field {field} forged to {value} opened");
+        };
+        assert!([0, 512].contains(&c.offset()), "offset {}", c.offset());
+        assert_eq!(c.what(), "map meta count and root disagree on emptiness");
+    }
 }

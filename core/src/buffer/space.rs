@@ -278,6 +278,15 @@ impl<R: Region> Space<R> {
                 Corrupt::MetaCountLargerThanRegionHolds,
             ));
         }
+        // A map holds no key exactly when its root is 0 (its trie is canonical,
+        // docs/FORMAT.md); a slot forged otherwise would send a first load into a trie it
+        // cannot fill, or walk nodes a count of zero says are not there.
+        if meta.kind() == StructureKind::Map && (meta.count() == 0) != (meta.root() == 0) {
+            return Err(Error::corrupted(
+                slot_off,
+                Corrupt::MapMetaCountDisagreesWithRoot,
+            ));
+        }
         let mut count = 0u64;
         let mut digest = 0u64;
         // Each new entry is counted at most `new_count` times before we stop, so a cycle
