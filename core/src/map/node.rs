@@ -74,7 +74,8 @@ pub(crate) struct PairRef<'a> {
 }
 
 /// Reads the pair starting at `at` in `payload`.
-#[inline]
+#[cfg_attr(not(target_arch = "arm"), inline)]
+#[cfg_attr(target_arch = "arm", inline(never))]
 fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
     let bad = || Error::corrupted(node, "pair runs past its node");
     // key_len u16 | flags u16 | value_len u32, read as one word.
