@@ -164,8 +164,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
     fn two_pair_subtree(
         &mut self,
         depth: u32,
-        a: (PairBuf, [u64; 2]),
-        b: (PairBuf, [u64; 2]),
+        a: (&PairBuf, [u64; 2]),
+        b: (&PairBuf, [u64; 2]),
     ) -> NodeId {
         let hash = a.1;
         let mut d = depth;
@@ -175,7 +175,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let mut node = NodeBuf::empty(d < MAX_DEPTH);
         for (pair, hash) in [a, b] {
             if let Slot::Empty { rank, bit } = node.slot(d, hash, pair.key()) {
-                node.insert_rank(rank, bit, &pair);
+                node.insert_rank(rank, bit, pair);
             }
         }
         let mut id = self.arena.push(node);
@@ -252,7 +252,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
                 let existing = node.remove_rank(rank, bit);
                 let existing_hash = hash_of(existing.key());
                 let child =
-                    self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
+                    self.two_pair_subtree(depth + 1, (&existing, existing_hash), (&pair, hash));
                 self.arena
                     .get_mut(id)
                     .insert_child(chunk(hash, depth), child);
