@@ -362,13 +362,13 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
         // The ranks of the values that move, all chosen before any is copied.
-        let mut values = Vec::new();
+        let mut values: Vec<u64> = Vec::new();
         let node = trie::read_node(&*self.store, id, depth)?;
         for rank in 0..node.pair_count() {
             if let ValueRef::Entry { offset, .. } = node.pair(rank)?.value {
                 let (vh, _) = self.store.entry(offset)?;
                 if moves_down(self.store, offset, u64::from(vh.capacity)) {
-                    values.push(rank);
+                    values.push(rank as u64);
                 }
             }
         }
@@ -382,6 +382,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         }
         *budget = budget.saturating_sub(cap);
         for rank in values {
+            // Ranks kept as `u64`: one `Vec` type with the children's.
+            let rank = rank as usize;
             let ValueRef::Entry { offset, len } = node.value_at_rank(rank) else {
                 continue;
             };
