@@ -74,8 +74,10 @@ pub(crate) struct PairRef<'a> {
     pub(crate) value: ValueRef<'a>,
 }
 
-/// Reads the pair starting at `at` in `payload`.
-#[inline]
+/// Reads the pair starting at `at` in `payload`. Out of line on Arm, where the lookup
+/// shares the one copy the node readers call (firmware: 108 bytes); inlined elsewhere.
+#[cfg_attr(not(target_arch = "arm"), inline)]
+#[cfg_attr(target_arch = "arm", inline(never))]
 fn pair_at(payload: &[u8], at: usize, node: u64) -> Result<PairRef<'_>, Error> {
     let bad = || Error::corrupted(node, Corrupt::PairRunsPastNode);
     // key_len u16 | flags u16 | value_len u32, read as one word.

@@ -165,8 +165,8 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
     fn two_pair_subtree(
         &mut self,
         depth: u32,
-        a: (PairBuf, [u64; 2]),
-        b: (PairBuf, [u64; 2]),
+        a: (&PairBuf, [u64; 2]),
+        b: (&PairBuf, [u64; 2]),
     ) -> NodeId {
         let hash = a.1;
         let mut d = depth;
@@ -176,7 +176,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let mut node = NodeBuf::empty(d < MAX_DEPTH);
         for (pair, hash) in [a, b] {
             if let Slot::Empty { rank, bit } = node.slot(d, hash, pair.key()) {
-                node.insert_rank(rank, bit, &pair);
+                node.insert_rank(rank, bit, pair);
             }
         }
         let mut id = self.arena.push(node);
@@ -253,7 +253,7 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
                 let existing = node.remove_rank(rank, bit);
                 let existing_hash = hash_of(existing.key());
                 let child =
-                    self.two_pair_subtree(depth + 1, (existing, existing_hash), (pair, hash));
+                    self.two_pair_subtree(depth + 1, (&existing, existing_hash), (&pair, hash));
                 self.arena
                     .get_mut(id)
                     .insert_child(chunk(hash, depth), child);
@@ -348,14 +348,17 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let cap = u64::from(header.capacity);
         // Read in place: most nodes a step visits move nothing, and copying each one
         // (as `own` does) made a step cost a copy of the whole trie.
-        let mut children = Vec::new();
+        // One list (one `Vec` type, one allocation): the children, relocated in place,
+        // then the ranks (as `u64`) of the values that move.
+        let mut list: Vec<u64> = Vec::new();
         if let NodeRef::Branch(b) = trie::read_node(&*self.store, id, depth)? {
             for rank in 0..b.child_count() {
-                children.push(b.child(rank)?);
+                list.push(b.child(rank)?);
             }
         }
+        let children = list.len();
         let mut moved = false;
-        for child in &mut children {
+        for child in &mut list {
             let new = self.relocate(*child, depth + 1, limit, budget)?;
             moved |= new != *child;
             *child = new;
@@ -363,26 +366,27 @@ impl<S: NodeStoreMut> TxnTrie<'_, S> {
         let moves_down =
             |store: &S, off: u64, cap: u64| off + cap > limit && store.lowest_fit(cap) < off;
         // The ranks of the values that move, all chosen before any is copied.
-        let mut values = Vec::new();
         let node = trie::read_node(&*self.store, id, depth)?;
         for rank in 0..node.pair_count() {
             if let ValueRef::Entry { offset, .. } = node.pair(rank)?.value {
                 let (vh, _) = self.store.entry(offset)?;
                 if moves_down(self.store, offset, u64::from(vh.capacity)) {
-                    values.push(rank);
+                    list.push(rank as u64);
                 }
             }
         }
-        if !moved && values.is_empty() && !moves_down(self.store, id, cap) {
+        if !moved && list.len() == children && !moves_down(self.store, id, cap) {
             return Ok(id);
         }
         // Something moves: the node's copy goes into the arena.
         let mut node = NodeBuf::from_node_in(&node, self.arena.buffer())?;
-        for (rank, child) in children.into_iter().enumerate() {
+        let (children, values) = list.split_at(children);
+        for (rank, &child) in children.iter().enumerate() {
             node.set_child_rank(rank, child);
         }
         *budget = budget.saturating_sub(cap);
-        for rank in values {
+        for &rank in values {
+            let rank = rank as usize;
             let ValueRef::Entry { offset, len } = node.value_at_rank(rank) else {
                 continue;
             };
