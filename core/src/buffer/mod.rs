@@ -30,4 +30,6 @@ pub use store::{
 pub use typed::{TypedBuffer, TypedError, TypedIter};
 
 /// The extension factor's fixed point, shared with the map's value entries.
-pub(crate) use store::{EXTENSION_ONE, extension_from_factor, room_for};
+#[cfg(feature = "value-slack")]
+pub(crate) use store::extension_from_factor;
+pub(crate) use store::{EXTENSION_ONE, room_for};

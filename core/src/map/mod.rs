@@ -16,13 +16,16 @@ mod write;
 use alloc::boxed::Box;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+#[cfg(feature = "value-slack")]
 use core::sync::atomic::{AtomicU32, Ordering};
 
+#[cfg(feature = "value-slack")]
+use crate::buffer::extension_from_factor;
 use crate::buffer::format::{
     DATA_START, EntryHeader, EntryKind, HEADER_LEN, MAX_PAYLOAD, Meta, StructureKind,
 };
 use crate::buffer::space::{Durability, Space, Walker, read_entry, read_payload};
-use crate::buffer::{EXTENSION_ONE, extension_from_factor, room_for};
+use crate::buffer::{EXTENSION_ONE, room_for};
 use crate::error::{Corrupt, Input, Opt};
 use crate::hash::murmur3_x64_128;
 use crate::{Error, Region};
@@ -258,6 +261,7 @@ pub struct Map<R: Region, H: KeyHasher = Murmur3> {
     inline_max: u32,
     /// Room given to value entries, in 1/65536 of their length (see
     /// [`Map::set_extension_factor`]); a runtime setting, not stored in the region.
+    #[cfg(feature = "value-slack")]
     extension: AtomicU32,
 }
 
@@ -315,6 +319,7 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
                 readers: Vec::with_capacity(8),
             }),
             hasher,
+            #[cfg(feature = "value-slack")]
             extension: AtomicU32::new(EXTENSION_ONE),
         }
     }
@@ -327,6 +332,8 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
     /// that overwrite their own values, at the price of space until compaction, which
     /// gives every entry it moves exactly the room its value needs. `factor` is
     /// between 1.0 (the default: no slack) and 16.0; it is not stored in the region.
+    /// (Cargo feature `value-slack`, on by default.)
+    #[cfg(feature = "value-slack")]
     pub fn set_extension_factor(&self, factor: f64) -> Result<(), Error> {
         let extension = extension_from_factor(factor)?;
         self.extension.store(extension, Ordering::Relaxed);
@@ -335,8 +342,18 @@ impl<R: Region, H: KeyHasher> Map<R, H> {
 
     /// The extension factor values are written with (see
     /// [`set_extension_factor`](Self::set_extension_factor)).
+    #[cfg(feature = "value-slack")]
     pub fn extension_factor(&self) -> f64 {
-        f64::from(self.extension.load(Ordering::Relaxed)) / f64::from(EXTENSION_ONE)
+        f64::from(self.extension()) / f64::from(EXTENSION_ONE)
+    }
+
+    /// Room given to value entries, in 1/65536 of their length.
+    #[inline]
+    fn extension(&self) -> u32 {
+        #[cfg(feature = "value-slack")]
+        return self.extension.load(Ordering::Relaxed);
+        #[cfg(not(feature = "value-slack"))]
+        EXTENSION_ONE
     }
 
     /// Gives the region back.
@@ -887,7 +904,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
             return Err(Error::invalid_option(Opt::FillNeedsEmpty));
         }
         let map = self.map;
-        let extension = map.extension.load(Ordering::Relaxed);
+        let extension = map.extension();
         let pairs = pairs.into_iter();
         let mut items = Vec::with_capacity(pairs.size_hint().0);
         let place = |txn: &mut Self| -> Result<(u64, u64), Error> {
@@ -932,6 +949,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
     pub fn put(&mut self, key: &[u8], value: &[u8]) -> Result<bool, Error> {
         let map = self.map;
         let hash = map.hash(key);
+        #[cfg(feature = "value-slack")]
         if self.rewrite_own_value(key, value, hash)? {
             return Ok(false);
         }
@@ -972,6 +990,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
 
     /// Overwrites the value of `key` in place when the transaction wrote its value
     /// entry itself and the new value fits that entry's room; returns whether it did.
+    #[cfg(feature = "value-slack")]
     fn rewrite_own_value(
         &mut self,
         key: &[u8],
@@ -1016,7 +1035,7 @@ impl<R: Region, H: KeyHasher> WriteTxn<'_, R, H> {
         let value = if value.len() as u64 <= u64::from(self.map.inline_max) {
             ValueRef::Inline(value)
         } else {
-            let extension = self.map.extension.load(Ordering::Relaxed);
+            let extension = self.map.extension();
             let capacity = HEADER_LEN as u64 + room_for(value.len(), extension);
             let offset = self
                 .space

@@ -716,6 +716,7 @@ fn get_allocates_nothing() {
 }
 
 #[test]
+#[cfg(feature = "value-slack")]
 fn extension_factor_lets_a_transaction_rewrite_its_own_values_in_place() {
     let map = Map::create(region(), MapOptions::default()).unwrap();
     assert!(matches!(
@@ -760,6 +761,35 @@ fn extension_factor_lets_a_transaction_rewrite_its_own_values_in_place() {
     txn.commit().unwrap();
     assert_eq!(map.stats().unwrap().slack_bytes, 4 + 700);
     assert_eq!(&*map.get(b"k").unwrap().unwrap(), &[6u8; 1100][..]);
+}
+
+/// The same map without the `value-slack` feature (the firmware's build): a value an
+/// overwrite in its own transaction replaces is a new entry of exactly its room, the old
+/// one freed at once, and nothing is left behind.
+#[test]
+fn a_transaction_overwriting_its_own_value_writes_a_new_entry_and_frees_the_old() {
+    let map = Map::create(region(), MapOptions::default()).unwrap();
+    let mut txn = map.begin_write();
+    txn.put(b"k", &[1u8; 1600]).unwrap();
+    let after_first = txn.space.used_end();
+    assert!(!txn.put(b"k", &[2u8; 1600]).unwrap());
+    assert!(!txn.put(b"k", &[3u8; 1500]).unwrap());
+    assert_eq!(txn.get(b"k").unwrap(), Some(&[3u8; 1500][..]));
+    // The replaced entries were the transaction's own: their room is reused, so the
+    // used end grows by at most one more entry.
+    assert!(txn.space.used_end() <= after_first + 32 + 1600);
+    txn.commit().unwrap();
+    let stats = map.stats().unwrap();
+    assert_eq!(stats.live_bytes, 1 + 1500, "{stats:?}");
+    if cfg!(feature = "value-slack") {
+        // Rewritten in place: the 1,600 bytes of room hold 1,500.
+        assert_eq!(stats.slack_bytes, 100, "{stats:?}");
+    } else {
+        assert_eq!(stats.slack_bytes, 4, "alignment padding only: {stats:?}");
+    }
+    assert!(map.check().is_ok());
+    let map = Map::open(map.into_region()).unwrap();
+    assert_eq!(&*map.get(b"k").unwrap().unwrap(), &[3u8; 1500][..]);
 }
 
 #[test]

@@ -486,6 +486,7 @@ pub(crate) fn get<'a, S: NodeStore>(
 /// The encoded pair of `key` if it lives in one of the transaction's own (arena) nodes,
 /// for an in-place rewrite of its value; `None` when the key is absent or only in
 /// committed nodes.
+#[cfg(feature = "value-slack")]
 pub(crate) fn own_pair_mut<'a>(
     arena: &'a mut Arena,
     root: NodeId,
