@@ -7,7 +7,7 @@
 //! ([`ErrorKind`]), not the details: with nothing reading the offsets and texts, the
 //! optimiser drops their construction from the image (about 1.2 KiB).
 
-use hamtdb_core::{Error, Map, MapOptions, RegionError, SliceRegion};
+use hamtdb_core::{Error, Map, MapOptions, ReadTxn, RegionError, SliceRegion};
 
 /// Keys the demo writes.
 pub(crate) const KEYS: u8 = 48;
@@ -81,11 +81,11 @@ fn value(i: u8, round: u8, out: &mut [u8; 40]) -> &[u8] {
     &out[..len]
 }
 
-fn expect_value(map: &Map<SliceRegion<'_>>, i: u8, round: u8) -> Result<(), Failed> {
+fn expect_value(map: &ReadTxn<'_, SliceRegion<'_>>, i: u8, round: u8) -> Result<(), Failed> {
     let mut want = [0u8; 40];
     let want = value(i, round, &mut want);
     match map.get(&key(i))? {
-        Some(got) if *got == *want => Ok(()),
+        Some(got) if got == want => Ok(()),
         _ => Err(Failed::WrongValue),
     }
 }
@@ -93,13 +93,14 @@ fn expect_value(map: &Map<SliceRegion<'_>>, i: u8, round: u8) -> Result<(), Fail
 /// Checks every key after the writes: each third one deleted, the even ones holding
 /// their round-1 value, the rest their round-0 value.
 fn check_all(map: &Map<SliceRegion<'_>>) -> Result<(), Failed> {
+    let map = map.begin_read();
     for i in 0..KEYS {
         if i.is_multiple_of(3) {
             if map.get(&key(i))?.is_some() {
                 return Err(Failed::WrongValue);
             }
         } else {
-            expect_value(map, i, if i.is_multiple_of(2) { 1 } else { 0 })?;
+            expect_value(&map, i, if i.is_multiple_of(2) { 1 } else { 0 })?;
         }
     }
     Ok(())
