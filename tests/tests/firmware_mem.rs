@@ -28,7 +28,7 @@ fn memcmp_orders_as_slices_do() {
         let alphabet = [2, 3, 256][(rng.next_u64() % 3) as usize];
         let a = bytes(&mut rng, n, alphabet);
         let mut b = a.clone();
-        if n > 0 && rng.next_u64() % 2 == 0 {
+        if n > 0 && rng.next_u64().is_multiple_of(2) {
             let at = (rng.next_u64() % n as u64) as usize;
             b[at] = (rng.next_u64() % 256) as u8;
         }
