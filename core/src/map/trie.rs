@@ -214,6 +214,10 @@ fn step<'a, S: NodeStore + ?Sized>(
 /// system busy, few enough that the lanes' state stays in registers and L1.
 pub(crate) const LANES: usize = 16;
 
+/// Bytes of each key [`get_many`] prefetches before hashing (two lines cover the keys
+/// of most uses; a longer key streams in as it is hashed).
+const KEY_PREFETCH: usize = 128;
+
 /// Where a lane of [`get_many`] is: each stage reads bytes the previous one prefetched,
 /// and prefetches what the next one reads.
 #[derive(Clone, Copy)]
@@ -262,6 +266,12 @@ pub(crate) fn get_many<'a, S: NodeStore + ?Sized>(
             continue;
         }
         prefetch_node(s, root);
+        // The keys are the caller's, anywhere in memory (a batch of random keys misses
+        // on each): start loading every key before hashing any, so that their misses
+        // overlap instead of each hash waiting for its key in turn.
+        for k in keys {
+            crate::prefetch::prefetch_lines(k, k.len().min(KEY_PREFETCH));
+        }
         let mut hashes = [[0u64; 2]; LANES];
         for (h, k) in hashes.iter_mut().zip(keys) {
             *h = hash(k);
