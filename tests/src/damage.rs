@@ -186,6 +186,67 @@ impl Damage {
     }
 }
 
+/// The byte-level damage the corruption suites apply to `image`, thinned by `every` (1:
+/// all of it), in this order: one bit of every meta byte (below [`DATA_START`]) and of
+/// every `3 * every`-th data byte flipped, each bit position in turn, and every
+/// `11 * every`-th data byte inverted; the image truncated at every `64 * every`-th length
+/// and every 509th; and `garbage` ranges, of up to 16 or up to 600 bytes, overwritten at
+/// places drawn from `seed`.
+pub fn byte_damage(image: &[u8], every: usize, garbage: usize, seed: u64) -> Vec<Damage> {
+    let mut out = Vec::new();
+    for offset in 0..image.len() {
+        if offset < DATA_START || offset % (3 * every) == 0 {
+            out.push(Damage::Flip {
+                offset,
+                mask: 1 << (offset / 3 % 8),
+            });
+        }
+        if offset >= DATA_START && offset % (11 * every) == 0 {
+            out.push(Damage::Flip { offset, mask: 0xFF });
+        }
+    }
+    for len in (0..image.len())
+        .step_by(64 * every)
+        .chain((1..image.len()).step_by(509))
+    {
+        out.push(Damage::Truncate { len });
+    }
+    let mut rng = SplitMix64::new(seed);
+    for _ in 0..garbage {
+        let offset = rng.below_usize(image.len());
+        let longest = if rng.coin() { 16 } else { 600 };
+        let len = 1 + rng.below_usize(longest);
+        out.push(Damage::Garbage {
+            offset,
+            len,
+            seed: rng.next_u64(),
+        });
+    }
+    out
+}
+
+/// Every 8-byte field of the meta slot at `slot` from byte 16 to 152 forged to extreme
+/// values (0, 1, 7, 1 KiB, 1 MiB, 1 TiB, `u64::MAX / 2`, `u64::MAX`), checksum valid.
+pub fn meta_values(slot: usize) -> impl Iterator<Item = Damage> {
+    (16..152).step_by(8).flat_map(move |byte| {
+        [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX].map(|value| Damage::MetaValue {
+            slot,
+            byte,
+            value,
+        })
+    })
+}
+
+/// A bit, another bit or all bits of each header byte after the checksum (4..32) of the
+/// entry at `entry` changed, checksum recomputed.
+pub fn header_damage(entry: usize) -> impl Iterator<Item = Damage> {
+    (4..HEADER_LEN).map(move |byte| Damage::EntryField {
+        entry,
+        byte,
+        mask: [0x01, 0x10, 0xFF][byte % 3],
+    })
+}
+
 /// A short name for an error's kind, for tallies of outcomes.
 pub fn error_kind(e: &Error) -> &'static str {
     match e {

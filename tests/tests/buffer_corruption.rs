@@ -13,10 +13,10 @@ use std::collections::BTreeMap;
 
 use hamtdb_core::{Buffer, BufferOptions, Durability, EntryId, Error, VecRegion};
 use hamtdb_tests::Counter;
-use hamtdb_tests::SplitMix64;
 use hamtdb_tests::buffer_model::payload;
 use hamtdb_tests::damage::{
-    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, exercise_all, le32, valid_entries,
+    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, byte_damage, exercise_all,
+    header_damage, le32, meta_values, valid_entries,
 };
 
 #[global_allocator]
@@ -137,38 +137,10 @@ fn base_image() -> Base {
 /// seconds.
 fn variants(base: &Base) -> Vec<Damage> {
     let image = &base.image;
-    let mut out = Vec::new();
-    let mut rng = SplitMix64::new(0xD00D);
     // One bit of every byte of both meta sectors, and of a third of the data area's
-    // bytes (each bit position in turn); every 11th data byte inverted.
-    for offset in 0..image.len() {
-        if offset < 1024 || offset % 3 == 0 {
-            out.push(Damage::Flip {
-                offset,
-                mask: 1 << (offset / 3 % 8),
-            });
-        }
-        if offset >= 1024 && offset % 11 == 0 {
-            out.push(Damage::Flip { offset, mask: 0xFF });
-        }
-    }
-    // Every 64th length, and some odd ones.
-    for len in (0..image.len())
-        .step_by(64)
-        .chain((1..image.len()).step_by(509))
-    {
-        out.push(Damage::Truncate { len });
-    }
-    for _ in 0..500 {
-        let offset = rng.below_usize(image.len());
-        let longest = if rng.coin() { 16 } else { 600 };
-        let len = 1 + rng.below_usize(longest);
-        out.push(Damage::Garbage {
-            offset,
-            len,
-            seed: rng.next_u64(),
-        });
-    }
+    // bytes (each bit position in turn); every 11th data byte inverted; every 64th
+    // length, and some odd ones; 500 garbage ranges.
+    let mut out = byte_damage(image, 1, 500, 0xD00D);
     // Structure-aware: both meta slots, every field byte, and extreme field values.
     for slot in [0, 512] {
         for byte in 8..252 {
@@ -176,21 +148,14 @@ fn variants(base: &Base) -> Vec<Damage> {
                 out.push(Damage::MetaField { slot, byte, mask });
             }
         }
-        for byte in (16..152).step_by(8) {
-            for value in [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX] {
-                out.push(Damage::MetaValue { slot, byte, value });
-            }
-        }
+        out.extend(meta_values(slot));
     }
     // Every header byte of every third valid entry, checksum recomputed.
     for (entry, _) in valid_entries(image, SEED, |kind| matches!(kind, 1 | 2))
         .into_iter()
         .step_by(3)
     {
-        for byte in 4..32 {
-            let mask = [0x01, 0x10, 0xFF][byte % 3];
-            out.push(Damage::EntryField { entry, byte, mask });
-        }
+        out.extend(header_damage(entry));
     }
     out
 }

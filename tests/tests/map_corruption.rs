@@ -20,10 +20,9 @@ use std::panic;
 
 use hamtdb_core::{Error, Map, MapOptions, VecRegion};
 use hamtdb_tests::Counter;
-use hamtdb_tests::SplitMix64;
 use hamtdb_tests::damage::{
-    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, exercise_all, reseal_entry,
-    reseal_meta, valid_entries,
+    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, byte_damage, exercise_all,
+    header_damage, meta_values, reseal_entry, reseal_meta, valid_entries,
 };
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
@@ -157,35 +156,7 @@ fn bases() -> Vec<Base> {
 /// The damaged variants of `image`: a deterministic selection; `every` thins the
 /// byte-wise ones for the second base.
 fn variants(image: &[u8], every: usize) -> Vec<Damage> {
-    let mut out = Vec::new();
-    let mut rng = SplitMix64::new(0xD00D ^ image.len() as u64);
-    for offset in 0..image.len() {
-        if offset < 1024 || offset % (3 * every) == 0 {
-            out.push(Damage::Flip {
-                offset,
-                mask: 1 << (offset / 3 % 8),
-            });
-        }
-        if offset >= 1024 && offset % (11 * every) == 0 {
-            out.push(Damage::Flip { offset, mask: 0xFF });
-        }
-    }
-    for len in (0..image.len())
-        .step_by(64 * every)
-        .chain((1..image.len()).step_by(509))
-    {
-        out.push(Damage::Truncate { len });
-    }
-    for _ in 0..200 {
-        let offset = rng.below_usize(image.len());
-        let longest = if rng.coin() { 16 } else { 600 };
-        let len = 1 + rng.below_usize(longest);
-        out.push(Damage::Garbage {
-            offset,
-            len,
-            seed: rng.next_u64(),
-        });
-    }
+    let mut out = byte_damage(image, every, 200, 0xD00D ^ image.len() as u64);
     for slot in [0, 512] {
         for byte in 8..252 {
             out.push(Damage::MetaField {
@@ -194,11 +165,7 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
                 mask: [0x01, 0xFF][byte % 2],
             });
         }
-        for byte in (16..152).step_by(8) {
-            for value in [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX] {
-                out.push(Damage::MetaValue { slot, byte, value });
-            }
-        }
+        out.extend(meta_values(slot));
     }
     // Header bytes of every other valid entry, and payload bytes (bitmaps, child offsets,
     // pair offsets, key and value lengths), checksum recomputed.
@@ -209,10 +176,7 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
         if i % every != 0 {
             continue;
         }
-        for byte in 4..32 {
-            let mask = [0x01, 0x10, 0xFF][byte % 3];
-            out.push(Damage::EntryField { entry, byte, mask });
-        }
+        out.extend(header_damage(entry));
         for byte in (32..32 + len.min(96)).step_by(2 + every) {
             let mask = [0x01, 0x80, 0xFF][byte % 3];
             out.push(Damage::EntryField { entry, byte, mask });
