@@ -2,18 +2,24 @@
 //! written out from docs/FORMAT.md independently of the core (so a test that reseals
 //! with them also checks the documented format), the kinds of [`Damage`] applied to a
 //! committed image, a [`BoundedRegion`] that ends runaway loops with an error, and an
-//! [`AllocationWatch`] that records the largest allocation a damaged image caused.
+//! [`AllocationWatch`] that records the largest allocation a damaged image caused; and
+//! the driver the corruption suites share, [`exercise_all`], with its [`Outcomes`].
 #![allow(unsafe_code)] // the allocator and `Region` impls forward to `System` and `VecRegion`
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
+use core::ops::AddAssign;
+use core::panic::AssertUnwindSafe;
 use core::sync::atomic::{AtomicU64, Ordering};
 use std::alloc::System;
+use std::collections::BTreeMap;
+use std::{panic, thread};
 
 use hamtdb_core::hash::murmur3_x86_32;
 use hamtdb_core::{Error, Region, RegionError, RegionOp, VecRegion};
 
 use crate::SplitMix64;
+use crate::counters::{Counter, Counters};
 
 // ---- The format, written out -----------------------------------------------------------
 
@@ -178,6 +184,67 @@ impl Damage {
         }
         image
     }
+}
+
+/// The byte-level damage the corruption suites apply to `image`, thinned by `every` (1:
+/// all of it), in this order: one bit of every meta byte (below [`DATA_START`]) and of
+/// every `3 * every`-th data byte flipped, each bit position in turn, and every
+/// `11 * every`-th data byte inverted; the image truncated at every `64 * every`-th length
+/// and every 509th; and `garbage` ranges, of up to 16 or up to 600 bytes, overwritten at
+/// places drawn from `seed`.
+pub fn byte_damage(image: &[u8], every: usize, garbage: usize, seed: u64) -> Vec<Damage> {
+    let mut out = Vec::new();
+    for offset in 0..image.len() {
+        if offset < DATA_START || offset % (3 * every) == 0 {
+            out.push(Damage::Flip {
+                offset,
+                mask: 1 << (offset / 3 % 8),
+            });
+        }
+        if offset >= DATA_START && offset % (11 * every) == 0 {
+            out.push(Damage::Flip { offset, mask: 0xFF });
+        }
+    }
+    for len in (0..image.len())
+        .step_by(64 * every)
+        .chain((1..image.len()).step_by(509))
+    {
+        out.push(Damage::Truncate { len });
+    }
+    let mut rng = SplitMix64::new(seed);
+    for _ in 0..garbage {
+        let offset = rng.below_usize(image.len());
+        let longest = if rng.coin() { 16 } else { 600 };
+        let len = 1 + rng.below_usize(longest);
+        out.push(Damage::Garbage {
+            offset,
+            len,
+            seed: rng.next_u64(),
+        });
+    }
+    out
+}
+
+/// Every 8-byte field of the meta slot at `slot` from byte 16 to 152 forged to extreme
+/// values (0, 1, 7, 1 KiB, 1 MiB, 1 TiB, `u64::MAX / 2`, `u64::MAX`), checksum valid.
+pub fn meta_values(slot: usize) -> impl Iterator<Item = Damage> {
+    (16..152).step_by(8).flat_map(move |byte| {
+        [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX].map(|value| Damage::MetaValue {
+            slot,
+            byte,
+            value,
+        })
+    })
+}
+
+/// A bit, another bit or all bits of each header byte after the checksum (4..32) of the
+/// entry at `entry` changed, checksum recomputed.
+pub fn header_damage(entry: usize) -> impl Iterator<Item = Damage> {
+    (4..HEADER_LEN).map(move |byte| Damage::EntryField {
+        entry,
+        byte,
+        mask: [0x01, 0x10, 0xFF][byte % 3],
+    })
 }
 
 /// A short name for an error's kind, for tallies of outcomes.
@@ -353,4 +420,175 @@ unsafe impl GlobalAlloc for AllocationWatch {
         // SAFETY: as for `dealloc`, and the caller keeps `realloc`'s contract.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
+}
+
+// ---- The driver ------------------------------------------------------------------------
+
+/// What exercising damaged images came to: the tallies every corruption suite keeps, and
+/// the suite's own [`Counters`].
+#[derive(Clone, Debug)]
+pub struct Outcomes {
+    /// Images exercised.
+    pub images: u64,
+    /// Images that opened.
+    pub opened: u64,
+    /// Images refused at open, by [`error_kind`].
+    pub rejected: BTreeMap<&'static str, u64>,
+    /// What the suite counts besides.
+    pub counts: Counters,
+    /// The largest allocation an image caused.
+    pub largest_allocation: usize,
+    /// The images that failed: `"{damage:?}: {why}"`.
+    pub failures: Vec<String>,
+}
+
+impl Outcomes {
+    /// Nothing yet, with the suite's counters `kinds`.
+    pub fn new(kinds: &'static [Counter]) -> Self {
+        Outcomes {
+            images: 0,
+            opened: 0,
+            rejected: BTreeMap::new(),
+            counts: Counters::new(kinds),
+            largest_allocation: 0,
+            failures: Vec::new(),
+        }
+    }
+
+    /// Notes an image refused at open with `e`.
+    pub fn reject(&mut self, e: &Error) {
+        *self.rejected.entry(error_kind(e)).or_default() += 1;
+    }
+
+    /// The summary line of the outcomes on images of `image_len` bytes: images, opened,
+    /// rejected (in all and by kind), the suite's counts, the largest allocation.
+    pub fn summary(&self, image_len: usize) -> String {
+        format!(
+            "{} images ({image_len} bytes each): {} opened, {} rejected at open {:?}; {}; \
+             largest allocation {} bytes",
+            self.images,
+            self.opened,
+            self.rejected.values().sum::<u64>(),
+            self.rejected,
+            self.counts,
+            self.largest_allocation
+        )
+    }
+
+    /// Asserts what every corruption suite asserts: no image failed (the first 20
+    /// failures are shown), and none caused an allocation of [`ALLOCATION_LIMIT`] or more.
+    ///
+    /// # Panics
+    ///
+    /// If either is not so.
+    pub fn assert_sound(&self) {
+        assert!(
+            self.failures.is_empty(),
+            "{} of {} images failed, e.g.:\n{}",
+            self.failures.len(),
+            self.images,
+            self.failures[..self.failures.len().min(20)].join("\n")
+        );
+        assert!(
+            self.largest_allocation < ALLOCATION_LIMIT,
+            "an image caused an allocation of {} bytes",
+            self.largest_allocation
+        );
+    }
+}
+
+impl AddAssign for Outcomes {
+    /// Adds `other`'s tallies to these (the largest allocation is the larger one).
+    fn add_assign(&mut self, other: Outcomes) {
+        self.images += other.images;
+        self.opened += other.opened;
+        for (kind, n) in other.rejected {
+            *self.rejected.entry(kind).or_default() += n;
+        }
+        self.counts += &other.counts;
+        self.largest_allocation = self.largest_allocation.max(other.largest_allocation);
+        self.failures.extend(other.failures);
+    }
+}
+
+/// The name prefix of [`exercise_all`]'s worker threads.
+const WORKER: &str = "corruption-";
+
+/// Runs `exercise` on every damage in `variants`, split over a few threads, and sums what
+/// the threads counted into [`Outcomes`] with the counters `kinds`.
+///
+/// `exercise(damage, slow, outcomes)` opens the damaged image and checks what it serves,
+/// tallying into `outcomes`; `slow` is set on every `slow_every`-th image of a thread
+/// (the first included), for the slow part (writes, compaction). Its allocations are
+/// watched ([`AllocationWatch`]: the binary must install it). An `Err` or a panic is a
+/// failure, recorded with the damage; panics are caught, and their default message kept
+/// off stderr.
+pub fn exercise_all(
+    variants: &[Damage],
+    kinds: &'static [Counter],
+    slow_every: usize,
+    exercise: impl Fn(Damage, bool, &mut Outcomes) -> Result<(), String> + Sync,
+) -> Outcomes {
+    let exercise = &exercise;
+    let threads = thread::available_parallelism().map_or(4, |n| n.get().min(8));
+    let chunk = variants.len().div_ceil(threads).max(1);
+    // Panics of the workers are caught and reported as failures; keep the default output
+    // for every other thread.
+    let default_hook = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        let worker = thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(WORKER));
+        if !worker {
+            default_hook(info);
+        }
+    }));
+    let parts: Vec<Outcomes> = thread::scope(|scope| {
+        let handles: Vec<_> = variants
+            .chunks(chunk)
+            .enumerate()
+            .map(|(i, part)| {
+                thread::Builder::new()
+                    .name(format!("{WORKER}{i}"))
+                    .spawn_scoped(scope, move || {
+                        let mut out = Outcomes::new(kinds);
+                        for (n, &damage) in part.iter().enumerate() {
+                            out.images += 1;
+                            let slow = n % slow_every == 0;
+                            let result = AllocationWatch::watch(|| {
+                                panic::catch_unwind(AssertUnwindSafe(|| {
+                                    exercise(damage, slow, &mut out)
+                                }))
+                            });
+                            let why = match result {
+                                Ok(Ok(())) => continue,
+                                Ok(Err(why)) => why,
+                                Err(panic) => format!(
+                                    "panicked: {}",
+                                    panic
+                                        .downcast_ref::<String>()
+                                        .map(String::as_str)
+                                        .or_else(|| panic.downcast_ref::<&str>().copied())
+                                        .unwrap_or("?")
+                                ),
+                            };
+                            out.failures.push(format!("{damage:?}: {why}"));
+                        }
+                        out.largest_allocation = AllocationWatch::largest();
+                        out
+                    })
+                    .expect("spawn")
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker"))
+            .collect()
+    });
+    drop(panic::take_hook());
+    let mut total = Outcomes::new(kinds);
+    for part in parts {
+        total += part;
+    }
+    total
 }

@@ -11,6 +11,8 @@
 #![deny(unsafe_code)]
 
 pub mod buffer_model;
+pub mod counters;
+pub mod crash_run;
 pub mod damage;
 pub mod fault_region;
 pub mod log_damage;
@@ -18,6 +20,7 @@ pub mod map_model;
 pub mod rng;
 pub mod strategies;
 
+pub use counters::{Counter, Counters};
 pub use fault_region::{
     CrashMode, DEFAULT_FAULT_CAPACITY, Fault, FaultRegion, INJECTED_CODE, OpCounts, POWER_CUT_CODE,
     UnsyncedWrite,

@@ -9,16 +9,14 @@
 //! not before compaction, and not after it (compaction must not launder a damaged
 //! record into a fresh checksum).
 
-use core::panic::AssertUnwindSafe;
 use std::collections::BTreeMap;
-use std::panic;
 
 use hamtdb_core::{Buffer, BufferOptions, Durability, EntryId, Error, VecRegion};
-use hamtdb_tests::SplitMix64;
+use hamtdb_tests::Counter;
 use hamtdb_tests::buffer_model::payload;
 use hamtdb_tests::damage::{
-    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, le32,
-    valid_entries,
+    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, byte_damage, exercise_all,
+    header_damage, le32, meta_values, valid_entries,
 };
 
 #[global_allocator]
@@ -139,38 +137,10 @@ fn base_image() -> Base {
 /// seconds.
 fn variants(base: &Base) -> Vec<Damage> {
     let image = &base.image;
-    let mut out = Vec::new();
-    let mut rng = SplitMix64::new(0xD00D);
     // One bit of every byte of both meta sectors, and of a third of the data area's
-    // bytes (each bit position in turn); every 11th data byte inverted.
-    for offset in 0..image.len() {
-        if offset < 1024 || offset % 3 == 0 {
-            out.push(Damage::Flip {
-                offset,
-                mask: 1 << (offset / 3 % 8),
-            });
-        }
-        if offset >= 1024 && offset % 11 == 0 {
-            out.push(Damage::Flip { offset, mask: 0xFF });
-        }
-    }
-    // Every 64th length, and some odd ones.
-    for len in (0..image.len())
-        .step_by(64)
-        .chain((1..image.len()).step_by(509))
-    {
-        out.push(Damage::Truncate { len });
-    }
-    for _ in 0..500 {
-        let offset = rng.below_usize(image.len());
-        let longest = if rng.coin() { 16 } else { 600 };
-        let len = 1 + rng.below_usize(longest);
-        out.push(Damage::Garbage {
-            offset,
-            len,
-            seed: rng.next_u64(),
-        });
-    }
+    // bytes (each bit position in turn); every 11th data byte inverted; every 64th
+    // length, and some odd ones; 500 garbage ranges.
+    let mut out = byte_damage(image, 1, 500, 0xD00D);
     // Structure-aware: both meta slots, every field byte, and extreme field values.
     for slot in [0, 512] {
         for byte in 8..252 {
@@ -178,38 +148,26 @@ fn variants(base: &Base) -> Vec<Damage> {
                 out.push(Damage::MetaField { slot, byte, mask });
             }
         }
-        for byte in (16..152).step_by(8) {
-            for value in [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX] {
-                out.push(Damage::MetaValue { slot, byte, value });
-            }
-        }
+        out.extend(meta_values(slot));
     }
     // Every header byte of every third valid entry, checksum recomputed.
     for (entry, _) in valid_entries(image, SEED, |kind| matches!(kind, 1 | 2))
         .into_iter()
         .step_by(3)
     {
-        for byte in 4..32 {
-            let mask = [0x01, 0x10, 0xFF][byte % 3];
-            out.push(Damage::EntryField { entry, byte, mask });
-        }
+        out.extend(header_damage(entry));
     }
     out
 }
 
 // ---- Exercising one image -------------------------------------------------------------
 
-#[derive(Default, Debug)]
-struct Outcomes {
-    images: u64,
-    opened: u64,
-    rejected: BTreeMap<&'static str, u64>,
-    compacted: u64,
-    corrupted_gets: u64,
-    payload_flips: u64,
-    largest_allocation: usize,
-    failures: Vec<String>,
-}
+/// What the suite counts besides images opened and rejected.
+const COUNTERS: &[Counter] = &[
+    Counter::new("compacted", "compacted"),
+    Counter::new("corrupted gets", "gets found a damaged record"),
+    Counter::new("payload flips", "flips in live payloads caught"),
+];
 
 /// Opens the damaged image and runs every read on it, then, if `compact`, a compaction
 /// and a reopen.
@@ -230,7 +188,7 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
                     "damage in record {id}'s payload made open fail: {e:?}"
                 ));
             }
-            *out.rejected.entry(error_kind(&e)).or_default() += 1;
+            out.reject(&e);
             return Ok(());
         }
     };
@@ -255,7 +213,7 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
                 }
                 readable.insert(n, data.to_vec());
             }
-            Err(Error::Corrupted { .. }) => out.corrupted_gets += 1,
+            Err(Error::Corrupted { .. }) => out.counts.add("corrupted gets", 1),
             Err(_) => {}
         }
         bounded("header", &buffer.header(id))?;
@@ -268,7 +226,7 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
         return Ok(());
     }
     if let Some(victim) = victim {
-        out.payload_flips += 1;
+        out.counts.add("payload flips", 1);
         // The newest commit with the damaged record reported, or (damage in what the
         // newest commit wrote makes it look torn) the one before, whole.
         let latest = !readable.contains_key(&victim)
@@ -300,7 +258,7 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
     if compacted.is_err() {
         return Ok(());
     }
-    out.compacted += 1;
+    out.counts.add("compacted", 1);
     for n in 0..=last_id {
         let got = buffer.get(EntryId::from_u64(n));
         bounded("get after compact", &got)?;
@@ -324,81 +282,6 @@ fn exercise(base: &Base, damage: Damage, compact: bool, out: &mut Outcomes) -> R
     Ok(())
 }
 
-/// Runs `exercise` on every variant, on a few threads, catching panics.
-fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().min(8));
-    let chunk = variants.len().div_ceil(threads);
-    // Panics of the workers are caught and reported below; keep the default output for
-    // every other thread.
-    let default_hook = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let worker = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("corruption-"));
-        if !worker {
-            default_hook(info);
-        }
-    }));
-    let parts: Vec<Outcomes> = std::thread::scope(|scope| {
-        let handles: Vec<_> = variants
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                std::thread::Builder::new()
-                    .name(format!("corruption-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let mut out = Outcomes::default();
-                        for (n, &damage) in part.iter().enumerate() {
-                            out.images += 1;
-                            // Compaction on every other image: it is the slow part.
-                            let compact = n % 2 == 0;
-                            let result = AllocationWatch::watch(|| {
-                                panic::catch_unwind(AssertUnwindSafe(|| {
-                                    exercise(base, damage, compact, &mut out)
-                                }))
-                            });
-                            let why = match result {
-                                Ok(Ok(())) => continue,
-                                Ok(Err(why)) => why,
-                                Err(panic) => format!(
-                                    "panicked: {}",
-                                    panic
-                                        .downcast_ref::<String>()
-                                        .map(String::as_str)
-                                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                                        .unwrap_or("?")
-                                ),
-                            };
-                            out.failures.push(format!("{damage:?}: {why}"));
-                        }
-                        out.largest_allocation = AllocationWatch::largest();
-                        out
-                    })
-                    .expect("spawn")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker"))
-            .collect()
-    });
-    let _ = panic::take_hook();
-    let mut total = Outcomes::default();
-    for part in parts {
-        total.images += part.images;
-        total.opened += part.opened;
-        total.compacted += part.compacted;
-        total.corrupted_gets += part.corrupted_gets;
-        total.payload_flips += part.payload_flips;
-        total.largest_allocation = total.largest_allocation.max(part.largest_allocation);
-        for (k, v) in part.rejected {
-            *total.rejected.entry(k).or_default() += v;
-        }
-        total.failures.extend(part.failures);
-    }
-    total
-}
-
 #[test]
 fn damaged_images_give_typed_errors_never_panics_or_wrong_data() {
     let base = base_image();
@@ -417,47 +300,23 @@ fn damaged_images_give_typed_errors_never_panics_or_wrong_data() {
         }
     }
     let variants = variants(&base);
-    let out = run_all(&base, &variants);
-    eprintln!(
-        "buffer corruption: {} images ({} bytes each): {} opened, {} compacted, {} gets found \
-         a damaged record, {} flips in live payloads caught; rejected at open: {:?}; largest \
-         allocation {} bytes",
-        out.images,
-        base.image.len(),
-        out.opened,
-        out.compacted,
-        out.corrupted_gets,
-        out.payload_flips,
-        out.rejected,
-        out.largest_allocation
-    );
-    let shown: Vec<&String> = out.failures.iter().take(20).collect();
-    assert!(
-        out.failures.is_empty(),
-        "{} of {} images failed, e.g.:\n{}",
-        out.failures.len(),
-        out.images,
-        shown
-            .iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(out.largest_allocation < ALLOCATION_LIMIT);
+    // Compaction on every other image: it is the slow part.
+    let out = exercise_all(&variants, COUNTERS, 2, |damage, compact, out| {
+        exercise(&base, damage, compact, out)
+    });
+    eprintln!("buffer corruption: {}", out.summary(base.image.len()));
+    out.assert_sound();
     assert!(out.images >= 5_000);
     assert!(
         out.opened > 1000,
         "most single-bit flips in free space or payloads open"
     );
     assert!(
-        out.corrupted_gets > 100,
+        out.counts.get("corrupted gets") > 100,
         "payload damage is caught by checksums"
     );
-    assert!(
-        out.payload_flips > 500,
-        "{} payload flips",
-        out.payload_flips
-    );
+    let payload_flips = out.counts.get("payload flips");
+    assert!(payload_flips > 500, "{payload_flips} payload flips");
 }
 
 // ---- Damage that must not be laundered ------------------------------------------------

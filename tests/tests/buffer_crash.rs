@@ -16,7 +16,7 @@ use hamtdb_tests::buffer_model::{
     payload,
 };
 use hamtdb_tests::damage::{entry_checksum, le32, le64};
-use hamtdb_tests::{CrashMode, FaultRegion, POWER_CUT_CODE};
+use hamtdb_tests::{Counter, Counters, CrashMode, FaultRegion, POWER_CUT_CODE, crash_run};
 
 use BufferOp::*;
 
@@ -288,16 +288,17 @@ fn after_recovery() -> Vec<BufferOp> {
     ]
 }
 
-#[derive(Default)]
-struct Totals {
-    points: u64,
-    images: u64,
-    /// Images that held a state newer than the last durable commit.
-    newer: u64,
-}
+/// What the suite counts.
+const COUNTERS: &[Counter] = &[
+    Counter::new("cut points", "cut points"),
+    Counter::new("images", "images"),
+    // Images that held a state newer than the last durable commit.
+    Counter::new("newer", "held a commit newer than the last durable one"),
+];
 
 /// Cuts the power at every mutation of `workload` and checks every crash image.
-fn crash_at_every_point(workload: &Workload, totals: &mut Totals) {
+fn crash_at_every_point(workload: &Workload) -> Counters {
+    let mut totals = Counters::new(COUNTERS);
     let (mut probe, base) = harness(workload, None);
     let full_config = ModelConfig {
         check_each_op: true,
@@ -314,7 +315,7 @@ fn crash_at_every_point(workload: &Workload, totals: &mut Totals) {
             "{}: cut {cut} of {count}",
             workload.name
         );
-        totals.points += 1;
+        totals.add("cut points", 1);
         for mode in modes() {
             let image = h.buffer().region().crash_image(mode);
             let region = FaultRegion::from_image(&image, CAPACITY);
@@ -325,9 +326,9 @@ fn crash_at_every_point(workload: &Workload, totals: &mut Totals) {
             let state = match_crash_candidates(&buffer, &candidates)
                 .unwrap_or_else(|why| panic!("{}: cut {cut}, {mode:?}: {why}", workload.name))
                 .clone();
-            totals.images += 1;
+            totals.add("images", 1);
             if state != *h.durable() {
-                totals.newer += 1;
+                totals.add("newer", 1);
             }
             // Recovery is a sound base for more work (checked on a few modes: it is the
             // slow part).
@@ -342,43 +343,20 @@ fn crash_at_every_point(workload: &Workload, totals: &mut Totals) {
             }
         }
     }
+    totals
 }
 
 #[test]
 fn every_power_cut_recovers_the_last_durable_commit() {
-    // One thread a workload: they are independent, and the suite stays fast.
-    let results: Vec<(&'static str, Totals)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workloads()
-            .into_iter()
-            .map(|workload| {
-                scope.spawn(move || {
-                    let mut totals = Totals::default();
-                    crash_at_every_point(&workload, &mut totals);
-                    (workload.name, totals)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("workload thread"))
-            .collect()
-    });
-    let mut sum = Totals::default();
-    for (name, totals) in &results {
-        eprintln!(
-            "buffer crash: {name:<40} {:>4} cut points, {:>5} images",
-            totals.points, totals.images
-        );
-        assert!(totals.points > 0);
-        sum.points += totals.points;
-        sum.images += totals.images;
-        sum.newer += totals.newer;
+    let results = crash_run::one_thread_each(workloads(), |w| w.name, crash_at_every_point);
+    for (_, totals) in &results {
+        assert!(totals.get("cut points") > 0);
     }
-    eprintln!(
-        "buffer crash: {} cut points, {} images ({} held a commit newer than the last durable one)",
-        sum.points, sum.images, sum.newer
+    let sum = crash_run::report("buffer crash", COUNTERS, &results);
+    assert!(
+        sum.get("newer") > 0,
+        "no image ever kept an in-flight commit"
     );
-    assert!(sum.newer > 0, "no image ever kept an in-flight commit");
 }
 
 // ---- A commit recovery rejected stays rejected -----------------------------------------
@@ -682,13 +660,10 @@ fn phantom_header_from_torn_write_is_never_parsed() {
             ],
         },
     ];
-    let mut totals = Totals::default();
+    let mut totals = Counters::new(COUNTERS);
     for workload in &workloads {
-        crash_at_every_point(workload, &mut totals);
+        totals += &crash_at_every_point(workload);
     }
-    eprintln!(
-        "buffer crash: phantoms: {} cut points, {} images",
-        totals.points, totals.images
-    );
-    assert!(totals.images > 100);
+    eprintln!("buffer crash: phantoms: {totals}");
+    assert!(totals.get("images") > 100);
 }

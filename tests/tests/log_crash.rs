@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use hamtdb_core::log::{LogPolicy, LoggedMap};
 use hamtdb_core::{Durability, Error, Map, MapOptions, Region, RegionError, RegionOp};
 use hamtdb_tests::map_model::{key, value};
-use hamtdb_tests::{CrashMode, FaultRegion, POWER_CUT_CODE};
+use hamtdb_tests::{Counter, Counters, CrashMode, FaultRegion, POWER_CUT_CODE, crash_run};
 
 const MAP_CAPACITY: usize = 512 << 10;
 const LOG_CAPACITY: usize = 256 << 10;
@@ -373,13 +373,16 @@ fn open(map: &[u8], log: &[u8], policy: LogPolicy, cut: Option<u64>) -> (Db, Arc
     (db, power)
 }
 
-#[derive(Default)]
-struct Totals {
-    points: u64,
-    images: u64,
-    replayed: u64,
-    newer: u64,
-}
+/// What the suite counts.
+const COUNTERS: &[Counter] = &[
+    Counter::new("cut points", "cut points"),
+    Counter::new("images", "image pairs opened and checked"),
+    Counter::new("records replayed", "records replayed"),
+    Counter::new(
+        "newer than the floor",
+        "states newer than the last acknowledged durable commit",
+    ),
+];
 
 fn mode_pairs() -> Vec<(CrashMode, CrashMode)> {
     use CrashMode::*;
@@ -398,7 +401,7 @@ fn mode_pairs() -> Vec<(CrashMode, CrashMode)> {
     pairs
 }
 
-fn crash_at_every_point(w: &Workload) -> Totals {
+fn crash_at_every_point(w: &Workload) -> Counters {
     // The set-up, durable.
     let map_region = Powered {
         inner: Arc::new(FaultRegion::with_capacity(MAP_CAPACITY)),
@@ -426,21 +429,21 @@ fn crash_at_every_point(w: &Workload) -> Totals {
     let count = power.lock().unwrap().ops - base;
     drop(probe);
 
-    let mut totals = Totals::default();
+    let mut totals = Counters::new(COUNTERS);
     for cut in 0..=count {
         let (db, _) = open(&map_image, &log_image, w.policy, Some(cut));
         let trace = run(&db, start.clone(), &w.steps);
         if cut == count {
             assert!(trace.in_flight.is_none(), "{}: uncut run failed", w.name);
         }
-        totals.points += 1;
+        totals.add("cut points", 1);
         let (map, log) = db.into_parts();
         let map = map.into_region();
         let log = log.expect("a log").into_region();
         for (map_mode, log_mode) in mode_pairs() {
             let map_image = map.inner.crash_image(map_mode);
             let log_image = log.inner.crash_image(log_mode);
-            totals.images += 1;
+            totals.add("images", 1);
             let db = open_checked(
                 &map_image,
                 &log_image,
@@ -459,7 +462,7 @@ fn crash_at_every_point(w: &Workload) -> Totals {
                 trace.candidates().count()
             );
             if state != trace.states[trace.floor] {
-                totals.newer += 1;
+                totals.add("newer than the floor", 1);
             }
             let report = db.map().check();
             assert!(report.is_ok(), "{}: cut {cut}: {report:?}", w.name);
@@ -479,7 +482,7 @@ fn open_checked(
     cut: u64,
     map_mode: CrashMode,
     log_mode: CrashMode,
-    totals: &mut Totals,
+    totals: &mut Counters,
 ) -> Db {
     let power = Arc::new(Mutex::new(Power::default()));
     let region = |image: &[u8], capacity| Powered {
@@ -490,7 +493,7 @@ fn open_checked(
         .and_then(|m| LoggedMap::open(m, Some(region(log, LOG_CAPACITY)), w.policy));
     match opened {
         Ok((db, recovery)) => {
-            totals.replayed += recovery.replayed;
+            totals.add("records replayed", recovery.replayed);
             db
         }
         Err(e) => panic!(
@@ -518,32 +521,10 @@ fn resume(db: Db, mut state: Model, w: &Workload) {
 
 #[test]
 fn every_power_cut_of_map_or_log_recovers_an_acknowledged_state() {
-    let results: Vec<(&'static str, Totals)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workloads()
-            .into_iter()
-            .map(|w| scope.spawn(move || (w.name, crash_at_every_point(&w))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("workload thread"))
-            .collect()
-    });
-    let mut sum = Totals::default();
-    for (name, t) in &results {
-        eprintln!(
-            "log crash: {name:<70} {:>4} cut points, {:>6} images, {:>5} records replayed, \
-             {:>5} newer than the floor",
-            t.points, t.images, t.replayed, t.newer
-        );
-        sum.points += t.points;
-        sum.images += t.images;
-        sum.replayed += t.replayed;
-        sum.newer += t.newer;
-    }
-    eprintln!(
-        "log crash: {} cut points, {} image pairs opened and checked, {} records replayed, \
-         {} states newer than the last acknowledged durable commit",
-        sum.points, sum.images, sum.replayed, sum.newer
+    let results = crash_run::one_thread_each(workloads(), |w| w.name, crash_at_every_point);
+    let sum = crash_run::report("log crash", COUNTERS, &results);
+    assert!(
+        sum.get("records replayed") > 0,
+        "no crash image ever needed the log"
     );
-    assert!(sum.replayed > 0, "no crash image ever needed the log");
 }

@@ -16,14 +16,13 @@
 //! serve damaged bytes; the test counts those cases.)
 
 use core::panic::AssertUnwindSafe;
-use std::collections::BTreeMap;
 use std::panic;
 
 use hamtdb_core::{Error, Map, MapOptions, VecRegion};
-use hamtdb_tests::SplitMix64;
+use hamtdb_tests::Counter;
 use hamtdb_tests::damage::{
-    ALLOCATION_LIMIT, AllocationWatch, BoundedRegion, Damage, bounded, error_kind, reseal_entry,
-    reseal_meta, valid_entries,
+    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, byte_damage, exercise_all,
+    header_damage, meta_values, reseal_entry, reseal_meta, valid_entries,
 };
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
@@ -157,35 +156,7 @@ fn bases() -> Vec<Base> {
 /// The damaged variants of `image`: a deterministic selection; `every` thins the
 /// byte-wise ones for the second base.
 fn variants(image: &[u8], every: usize) -> Vec<Damage> {
-    let mut out = Vec::new();
-    let mut rng = SplitMix64::new(0xD00D ^ image.len() as u64);
-    for offset in 0..image.len() {
-        if offset < 1024 || offset % (3 * every) == 0 {
-            out.push(Damage::Flip {
-                offset,
-                mask: 1 << (offset / 3 % 8),
-            });
-        }
-        if offset >= 1024 && offset % (11 * every) == 0 {
-            out.push(Damage::Flip { offset, mask: 0xFF });
-        }
-    }
-    for len in (0..image.len())
-        .step_by(64 * every)
-        .chain((1..image.len()).step_by(509))
-    {
-        out.push(Damage::Truncate { len });
-    }
-    for _ in 0..200 {
-        let offset = rng.below_usize(image.len());
-        let longest = if rng.coin() { 16 } else { 600 };
-        let len = 1 + rng.below_usize(longest);
-        out.push(Damage::Garbage {
-            offset,
-            len,
-            seed: rng.next_u64(),
-        });
-    }
+    let mut out = byte_damage(image, every, 200, 0xD00D ^ image.len() as u64);
     for slot in [0, 512] {
         for byte in 8..252 {
             out.push(Damage::MetaField {
@@ -194,11 +165,7 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
                 mask: [0x01, 0xFF][byte % 2],
             });
         }
-        for byte in (16..152).step_by(8) {
-            for value in [0, 1, 7, 1024, 1 << 20, 1 << 40, u64::MAX / 2, u64::MAX] {
-                out.push(Damage::MetaValue { slot, byte, value });
-            }
-        }
+        out.extend(meta_values(slot));
     }
     // Header bytes of every other valid entry, and payload bytes (bitmaps, child offsets,
     // pair offsets, key and value lengths), checksum recomputed.
@@ -209,10 +176,7 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
         if i % every != 0 {
             continue;
         }
-        for byte in 4..32 {
-            let mask = [0x01, 0x10, 0xFF][byte % 3];
-            out.push(Damage::EntryField { entry, byte, mask });
-        }
+        out.extend(header_damage(entry));
         for byte in (32..32 + len.min(96)).step_by(2 + every) {
             let mask = [0x01, 0x80, 0xFF][byte % 3];
             out.push(Damage::EntryField { entry, byte, mask });
@@ -223,23 +187,24 @@ fn variants(image: &[u8], every: usize) -> Vec<Damage> {
 
 // ---- Exercising one image -------------------------------------------------------------
 
-#[derive(Default, Debug)]
-struct Outcomes {
-    images: u64,
-    opened: u64,
-    rejected: BTreeMap<&'static str, u64>,
-    /// Opened, honest damage, `check()` clean: the data was verified to be one commit.
-    clean_and_right: u64,
-    /// Opened and `check()` reported problems.
-    check_found: u64,
-    /// Of those (honest damage), `get` served bytes never committed for the key.
-    unverified_gets: u64,
-    /// Images on which a write, a compaction and a reopen were tried, and went through.
-    written: u64,
-    compacted: u64,
-    largest_allocation: usize,
-    failures: Vec<String>,
-}
+/// What the suite counts besides images opened and rejected.
+const COUNTERS: &[Counter] = &[
+    // Opened, honest damage, `check()` clean: the data was verified to be one commit.
+    Counter::new(
+        "clean and right",
+        "clean by check() and verified equal to a commit",
+    ),
+    // Opened and `check()` reported problems.
+    Counter::new("check found", "found damaged by check()"),
+    // Of those (honest damage), `get` served bytes never committed for the key.
+    Counter::new(
+        "unverified gets",
+        "of them served unverified bytes through get",
+    ),
+    // Images on which a write, a compaction and a reopen were tried, and went through.
+    Counter::new("written", "took a write"),
+    Counter::new("compacted", "compacted"),
+];
 
 type DamagedMap = Map<BoundedRegion, TestHasher>;
 
@@ -251,7 +216,7 @@ fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Res
         Ok(m) => m,
         Err(e) => {
             bounded("open", &Err::<(), _>(e))?;
-            *out.rejected.entry(error_kind(&e)).or_default() += 1;
+            out.reject(&e);
             return Ok(());
         }
     };
@@ -299,7 +264,7 @@ fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Res
                 if map.len() != state.len() as u64 {
                     return Err(format!("len() is {}", map.len()));
                 }
-                out.clean_and_right += 1;
+                out.counts.add("clean and right", 1);
             }
             None if honest => {
                 return Err(format!(
@@ -310,12 +275,12 @@ fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Res
             None => {}
         }
     } else {
-        out.check_found += 1;
+        out.counts.add("check found", 1);
         if honest {
             let wrong = keys.iter().zip(&got).any(|(k, g)| {
                 matches!(g, Some(Some(v)) if base.latest.get(k) != Some(v) && base.previous.get(k) != Some(v))
             });
-            out.unverified_gets += u64::from(wrong);
+            out.counts.add("unverified gets", u64::from(wrong));
         }
     }
     if !write {
@@ -326,12 +291,12 @@ fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Res
     let deleted = map.delete(&keys[0]);
     bounded("delete", &deleted)?;
     if put.is_ok() && deleted.is_ok() {
-        out.written += 1;
+        out.counts.add("written", 1);
     }
     let compacted = map.compact();
     bounded("compact", &compacted)?;
     if compacted.is_ok() {
-        out.compacted += 1;
+        out.counts.add("compacted", 1);
         // Compaction copies only entries whose checksums verify: a map that was clean
         // stays clean.
         if report.is_ok() && put.is_ok() && deleted.is_ok() && !map.check().is_ok() {
@@ -346,85 +311,9 @@ fn exercise(base: &Base, damage: Damage, write: bool, out: &mut Outcomes) -> Res
     Ok(())
 }
 
-/// Runs `exercise` on every variant, on a few threads, catching panics.
-fn run_all(base: &Base, variants: &[Damage]) -> Outcomes {
-    let threads = std::thread::available_parallelism().map_or(4, |n| n.get().min(8));
-    let chunk = variants.len().div_ceil(threads);
-    let default_hook = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        let worker = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("corruption-"));
-        if !worker {
-            default_hook(info);
-        }
-    }));
-    let parts: Vec<Outcomes> = std::thread::scope(|scope| {
-        let handles: Vec<_> = variants
-            .chunks(chunk)
-            .enumerate()
-            .map(|(i, part)| {
-                std::thread::Builder::new()
-                    .name(format!("corruption-{i}"))
-                    .spawn_scoped(scope, move || {
-                        let mut out = Outcomes::default();
-                        for (n, &damage) in part.iter().enumerate() {
-                            out.images += 1;
-                            // Writes and compaction on every sixth image: the slow part.
-                            let write = n % 6 == 0;
-                            let result = AllocationWatch::watch(|| {
-                                panic::catch_unwind(AssertUnwindSafe(|| {
-                                    exercise(base, damage, write, &mut out)
-                                }))
-                            });
-                            let why = match result {
-                                Ok(Ok(())) => continue,
-                                Ok(Err(why)) => why,
-                                Err(panic) => format!(
-                                    "panicked: {}",
-                                    panic
-                                        .downcast_ref::<String>()
-                                        .map(String::as_str)
-                                        .or_else(|| panic.downcast_ref::<&str>().copied())
-                                        .unwrap_or("?")
-                                ),
-                            };
-                            out.failures.push(format!("{damage:?}: {why}"));
-                        }
-                        out.largest_allocation = AllocationWatch::largest();
-                        out
-                    })
-                    .expect("spawn")
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker"))
-            .collect()
-    });
-    let _ = panic::take_hook();
-    let mut total = Outcomes::default();
-    for part in parts {
-        total.images += part.images;
-        total.opened += part.opened;
-        total.clean_and_right += part.clean_and_right;
-        total.check_found += part.check_found;
-        total.unverified_gets += part.unverified_gets;
-        total.written += part.written;
-        total.compacted += part.compacted;
-        total.largest_allocation = total.largest_allocation.max(part.largest_allocation);
-        for (k, v) in part.rejected {
-            *total.rejected.entry(k).or_default() += v;
-        }
-        total.failures.extend(part.failures);
-    }
-    total
-}
-
 #[test]
 fn damaged_map_images_give_typed_errors_never_panics_or_unchecked_wrong_data() {
-    let mut failures = Vec::new();
-    let mut images = 0;
+    let mut all = Outcomes::new(COUNTERS);
     for (i, base) in bases().iter().enumerate() {
         assert!(
             base.image.len() < 48 << 10,
@@ -437,66 +326,49 @@ fn damaged_map_images_give_typed_errors_never_panics_or_unchecked_wrong_data() {
             base,
             Damage::Truncate { len: usize::MAX },
             true,
-            &mut Outcomes::default(),
+            &mut Outcomes::new(COUNTERS),
         );
         assert_eq!(pristine, Ok(()));
         let variants = variants(&base.image, [8, 10][i]);
-        let out = run_all(base, &variants);
+        // Writes and compaction on every sixth image: the slow part.
+        let mut out = exercise_all(&variants, COUNTERS, 6, |damage, write, out| {
+            exercise(base, damage, write, out)
+        });
         eprintln!(
-            "map corruption ({}): {} images ({} bytes each): {} opened, {} rejected at open \
-             {:?}; {} clean by check() and verified equal to a commit, {} found damaged by \
-             check(), {} of them served unverified bytes through get; {} took a write, {} \
-             compacted; largest allocation {} bytes",
+            "map corruption ({}): {}",
             base.name,
-            out.images,
-            base.image.len(),
-            out.opened,
-            out.rejected.values().sum::<u64>(),
-            out.rejected,
-            out.clean_and_right,
-            out.check_found,
-            out.unverified_gets,
-            out.written,
-            out.compacted,
-            out.largest_allocation
+            out.summary(base.image.len())
         );
-        assert!(out.largest_allocation < ALLOCATION_LIMIT, "{}", base.name);
+        let rejected = out.rejected.values().sum::<u64>();
         assert!(
             out.opened > out.images / 4,
             "{}: most damage in data opens",
             base.name
         );
-        assert!(out.check_found > 100, "{}: check() finds damage", base.name);
         assert!(
-            out.clean_and_right > 100,
+            out.counts.get("check found") > 100,
+            "{}: check() finds damage",
+            base.name
+        );
+        assert!(
+            out.counts.get("clean and right") > 100,
             "{}: harmless damage stays readable",
             base.name
         );
-        assert!(out.rejected.values().sum::<u64>() > 100, "{}", base.name);
-        assert!(out.compacted > 30, "{}", base.name);
-        images += out.images;
-        failures.extend(
-            out.failures
-                .into_iter()
-                .map(|f| format!("{}: {f}", base.name)),
-        );
+        assert!(rejected > 100, "{}", base.name);
+        assert!(out.counts.get("compacted") > 30, "{}", base.name);
+        for failure in &mut out.failures {
+            *failure = format!("{}: {failure}", base.name);
+        }
+        all += out;
     }
     eprintln!(
-        "map corruption: {images} images in all, {} failed",
-        failures.len()
+        "map corruption: {} images in all, {} failed",
+        all.images,
+        all.failures.len()
     );
-    assert!(
-        failures.is_empty(),
-        "{} of {images} images failed, e.g.:\n{}",
-        failures.len(),
-        failures
-            .iter()
-            .take(20)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    assert!(images >= 4_000, "{images} images");
+    all.assert_sound();
+    assert!(all.images >= 4_000, "{} images", all.images);
 }
 
 /// Regression: a meta slot forged with a valid checksum could make later arithmetic

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use hamtdb_core::hash::murmur3_x64_128;
 use hamtdb_core::{Error, Map, MapOptions, RegionError};
 use hamtdb_tests::map_model::{MapHarness, MapOp, Model, TestHasher, key, value};
-use hamtdb_tests::{CrashMode, FaultRegion, POWER_CUT_CODE};
+use hamtdb_tests::{Counter, Counters, CrashMode, FaultRegion, POWER_CUT_CODE, crash_run};
 
 use MapOp::*;
 
@@ -296,18 +296,17 @@ fn after_recovery() -> Vec<MapOp> {
     ]
 }
 
-#[derive(Default)]
-struct Totals {
-    points: u64,
-    images: u64,
-    /// Images opened and checked (the others were byte-identical to one already
-    /// opened, whose state was checked to be acceptable at this cut point too).
-    opened: u64,
-    /// Images that held a state newer than the last durable commit.
-    newer: u64,
-    /// Recoveries that went on working.
-    resumed: u64,
-}
+/// What the suite counts.
+const COUNTERS: &[Counter] = &[
+    Counter::new("cut points", "cut points"),
+    Counter::new("images", "crash images"),
+    // The others were byte-identical to one already opened, whose state was checked to be
+    // acceptable at this cut point too.
+    Counter::new("distinct", "distinct ones opened and checked"),
+    // Images that held a state newer than the last durable commit.
+    Counter::new("newer", "held a commit newer than the last durable one"),
+    Counter::new("resumed", "recoveries went on working"),
+];
 
 fn is_power_cut(e: &Error) -> bool {
     matches!(
@@ -320,8 +319,8 @@ fn is_power_cut(e: &Error) -> bool {
 }
 
 /// Cuts the power at every mutation of `workload` and checks every crash image.
-fn crash_at_every_point(workload: &Workload) -> Totals {
-    let mut totals = Totals::default();
+fn crash_at_every_point(workload: &Workload) -> Counters {
+    let mut totals = Counters::new(COUNTERS);
     let start = start(workload);
     let (mut probe, base) = harness(workload, &start, None);
     probe.check_each_op = true;
@@ -346,12 +345,12 @@ fn crash_at_every_point(workload: &Workload) -> Totals {
         if cut == count {
             assert_eq!(h.committed(), &finished, "{}: uncut run", workload.name);
         }
-        totals.points += 1;
+        totals.add("cut points", 1);
         for mode in modes() {
             let image = h.region().crash_image(mode);
             let digest = murmur3_x64_128(&image, image.len() as u32);
             let candidates = h.crash_candidates(mode);
-            totals.images += 1;
+            totals.add("images", 1);
             let state = match seen.get(&digest) {
                 Some(state) => {
                     assert!(
@@ -366,7 +365,7 @@ fn crash_at_every_point(workload: &Workload) -> Totals {
                     let (map, state) = h.open_crash_image(&image, mode).unwrap_or_else(|why| {
                         panic!("{}: cut {cut} of {count}, {mode:?}: {why}", workload.name)
                     });
-                    totals.opened += 1;
+                    totals.add("distinct", 1);
                     seen.insert(digest, state.clone());
                     // Recovery is a sound base for more work: checked where a newer state
                     // came back, and at every 16th cut point (it is the slow part).
@@ -375,13 +374,13 @@ fn crash_at_every_point(workload: &Workload) -> Totals {
                         let mut resumed =
                             MapHarness::resume(map, state.clone(), h.hasher(), CAPACITY);
                         resumed.apply(&after_recovery());
-                        totals.resumed += 1;
+                        totals.add("resumed", 1);
                     }
                     state
                 }
             };
             if state != *h.durable() {
-                totals.newer += 1;
+                totals.add("newer", 1);
             }
         }
     }
@@ -390,37 +389,10 @@ fn crash_at_every_point(workload: &Workload) -> Totals {
 
 #[test]
 fn every_power_cut_recovers_the_last_durable_commit() {
-    // One thread a workload: they are independent, and the suite stays fast.
-    let results: Vec<(&'static str, Totals)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = workloads()
-            .into_iter()
-            .map(|workload| scope.spawn(move || (workload.name, crash_at_every_point(&workload))))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("workload thread"))
-            .collect()
-    });
-    let mut sum = Totals::default();
-    for (name, totals) in &results {
-        eprintln!(
-            "map crash: {name:<40} {:>5} cut points, {:>6} images ({:>5} distinct), \
-             {:>4} newer, {:>3} resumed",
-            totals.points, totals.images, totals.opened, totals.newer, totals.resumed
-        );
-        sum.points += totals.points;
-        sum.images += totals.images;
-        sum.opened += totals.opened;
-        sum.newer += totals.newer;
-        sum.resumed += totals.resumed;
-    }
-    eprintln!(
-        "map crash: {} cut points, {} crash images ({} distinct, opened and checked; {} held \
-         a commit newer than the last durable one; {} recoveries went on working)",
-        sum.points, sum.images, sum.opened, sum.newer, sum.resumed
-    );
+    let results = crash_run::one_thread_each(workloads(), |w| w.name, crash_at_every_point);
+    let sum = crash_run::report("map crash", COUNTERS, &results);
     assert!(
-        sum.newer > 0,
+        sum.get("newer") > 0,
         "no image ever kept an in-flight or eventual commit"
     );
 }
