@@ -407,6 +407,20 @@ pub fn checked_range(
     Ok(start..end)
 }
 
+/// The bytes `offset .. offset + len` of `bytes` for `op`, checked against `limit` (the
+/// region's length): the read and view path of the regions over a [`raw::RawBytes`].
+#[inline]
+fn checked_view(
+    bytes: &raw::RawBytes,
+    op: RegionOp,
+    offset: u64,
+    len: usize,
+    limit: u64,
+) -> Result<&[u8], RegionError> {
+    let range = checked_range(op, offset, len as u64, limit)?;
+    bytes.view(range).ok_or(RegionError::Io { op, code: 0 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

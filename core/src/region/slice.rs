@@ -5,7 +5,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use super::raw::RawBytes;
-use super::{Region, RegionError, RegionOp, checked_range};
+use super::{Region, RegionError, RegionOp, checked_range, checked_view};
 
 /// A fixed region over a mutable byte slice the caller owns: a `static` array in
 /// firmware, a stack buffer, a slice of a larger buffer.
@@ -48,15 +48,6 @@ impl<'a> SliceRegion<'a> {
     fn capacity(&self) -> u64 {
         self.bytes.capacity() as u64
     }
-
-    /// The bytes `offset .. offset + len` for `op`, checked against the length.
-    #[inline]
-    fn bytes_at(&self, op: RegionOp, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(op, offset, len as u64, self.capacity())?;
-        self.bytes
-            .view(range)
-            .ok_or(RegionError::Io { op, code: 0 })
-    }
 }
 
 impl core::fmt::Debug for SliceRegion<'_> {
@@ -77,13 +68,19 @@ unsafe impl Region for SliceRegion<'_> {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        buf.copy_from_slice(self.bytes_at(RegionOp::Read, offset, buf.len())?);
+        buf.copy_from_slice(checked_view(
+            &self.bytes,
+            RegionOp::Read,
+            offset,
+            buf.len(),
+            self.capacity(),
+        )?);
         Ok(())
     }
 
     #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        self.bytes_at(RegionOp::View, offset, len)
+        checked_view(&self.bytes, RegionOp::View, offset, len, self.capacity())
     }
 
     unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {

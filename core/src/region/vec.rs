@@ -9,7 +9,7 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
 use super::raw::RawBytes;
-use super::{Region, RegionError, RegionOp, checked_range};
+use super::{Region, RegionError, RegionOp, checked_range, checked_view};
 
 /// Alignment of the heap block. No more than what `malloc` guarantees anyway: for a
 /// larger alignment the system allocator cannot use `calloc`, and zeroes the whole
@@ -113,15 +113,6 @@ impl VecRegion {
     fn layout(capacity: usize) -> Option<Layout> {
         Layout::from_size_align(capacity, ALIGN).ok()
     }
-
-    /// The bytes `offset .. offset + len` for `op`, checked against the length.
-    #[inline]
-    fn bytes_at(&self, op: RegionOp, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        let range = checked_range(op, offset, len as u64, self.len())?;
-        self.bytes
-            .view(range)
-            .ok_or(RegionError::Io { op, code: 0 })
-    }
 }
 
 impl Default for VecRegion {
@@ -159,13 +150,19 @@ unsafe impl Region for VecRegion {
     }
 
     fn read(&self, offset: u64, buf: &mut [u8]) -> Result<(), RegionError> {
-        buf.copy_from_slice(self.bytes_at(RegionOp::Read, offset, buf.len())?);
+        buf.copy_from_slice(checked_view(
+            &self.bytes,
+            RegionOp::Read,
+            offset,
+            buf.len(),
+            self.len(),
+        )?);
         Ok(())
     }
 
     #[inline]
     fn view(&self, offset: u64, len: usize) -> Result<&[u8], RegionError> {
-        self.bytes_at(RegionOp::View, offset, len)
+        checked_view(&self.bytes, RegionOp::View, offset, len, self.len())
     }
 
     unsafe fn write(&self, offset: u64, data: &[u8]) -> Result<(), RegionError> {
