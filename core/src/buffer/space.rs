@@ -54,6 +54,12 @@ pub(crate) trait Walker {
         payload: &[u8],
         out: &mut Vec<u64>,
     ) -> Result<(), Error>;
+
+    /// Whether a meta slot's key count and root agree, by the structure's own rule (a
+    /// slot that fails it is refused at open like any other inconsistent one).
+    fn count_agrees_with_root(&self, _count: u64, _root: u64) -> bool {
+        true
+    }
 }
 
 /// Most entries of a transaction's free list whose allocation the next transaction
@@ -278,10 +284,7 @@ impl<R: Region> Space<R> {
                 Corrupt::MetaCountLargerThanRegionHolds,
             ));
         }
-        // A map holds no key exactly when its root is 0 (its trie is canonical,
-        // docs/FORMAT.md); a slot forged otherwise would send a first load into a trie it
-        // cannot fill, or walk nodes a count of zero says are not there.
-        if meta.kind() == StructureKind::Map && (meta.count() == 0) != (meta.root() == 0) {
+        if !walker.count_agrees_with_root(meta.count(), meta.root()) {
             return Err(Error::corrupted(
                 slot_off,
                 Corrupt::MapMetaCountDisagreesWithRoot,

@@ -172,6 +172,13 @@ impl Walker for MapWalker {
             });
         })
     }
+
+    /// A map holds no key exactly when its root is 0 (its trie is canonical,
+    /// docs/FORMAT.md); a slot forged otherwise would send a first load into a trie it
+    /// cannot fill, or walk nodes a count of zero says are not there.
+    fn count_agrees_with_root(&self, count: u64, root: u64) -> bool {
+        (count == 0) == (root == 0)
+    }
 }
 
 /// What readers need of a commit: the few fields of its meta slot a snapshot uses (the
