@@ -174,6 +174,7 @@ codes! {
         MetaTxidAtLimit => "meta txid at its limit",
         MetaCountLargerThanRegionHolds => "meta count larger than the region holds",
         MapMetaCountDisagreesWithRoot => "map meta count and root disagree on emptiness",
+        MetaNewCountLargerThanRegionHolds => "meta new_count larger than the region holds",
         EntryWrittenAfterCommit => "entry written after its commit",
         CommitReachesMoreNewEntriesThanItWrote => "commit reaches more new entries than it wrote",
         CommitIncompleteDigestMismatch => "commit incomplete: digest mismatch",

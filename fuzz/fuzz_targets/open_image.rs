@@ -11,36 +11,8 @@
 #![no_main]
 
 use hamtdb_core::{Buffer, EntryId, Map, VecRegion};
-use hamtdb_tests::damage::{
-    DATA_START, HEADER_LEN, META_SLOTS, le32, le64, reseal_entry, reseal_meta,
-};
+use hamtdb_tests::damage::{reseal_entries, reseal_metas};
 use libfuzzer_sys::fuzz_target;
-
-fn reseal_metas(image: &mut [u8]) {
-    for slot in META_SLOTS {
-        if image.len() >= slot + 256 {
-            reseal_meta(image, slot);
-        }
-    }
-}
-
-/// Reseals every 8-aligned entry header with a known kind whose length fits, with the
-/// seed of meta slot 0.
-fn reseal_entries(image: &mut [u8]) {
-    if image.len() < DATA_START {
-        return;
-    }
-    let seed = le64(&image[96..104]);
-    let mut off = DATA_START;
-    while off + HEADER_LEN <= image.len() {
-        let kind_ok = matches!(image[off + 4], 0x01 | 0x02 | 0x10 | 0x11 | 0x12);
-        let end = (off + HEADER_LEN).checked_add(le32(&image[off + 12..off + 16]) as usize);
-        if end.is_some_and(|end| kind_ok && end <= image.len()) {
-            reseal_entry(image, seed, off);
-        }
-        off += 8;
-    }
-}
 
 const KEYS: [&[u8]; 6] = [b"", b"a", b"key-1", b"key-7", b"\xff\xff", b"hello"];
 

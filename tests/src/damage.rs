@@ -55,6 +55,33 @@ pub fn entry_checksum(seed: u64, offset: u64, entry: &[u8]) -> u32 {
     murmur3_x86_32(&entry[4..], (x as u32) ^ ((x >> 32) as u32))
 }
 
+/// Reseals both meta slots' checksums, where the image is long enough to hold them.
+pub fn reseal_metas(image: &mut [u8]) {
+    for slot in META_SLOTS {
+        if image.len() >= slot + 256 {
+            reseal_meta(image, slot);
+        }
+    }
+}
+
+/// Reseals every 8-aligned entry header with a known kind whose length fits, with the
+/// seed of meta slot 0.
+pub fn reseal_entries(image: &mut [u8]) {
+    if image.len() < DATA_START {
+        return;
+    }
+    let seed = le64(&image[96..104]);
+    let mut off = DATA_START;
+    while off + HEADER_LEN <= image.len() {
+        let kind_ok = matches!(image[off + 4], 0x01 | 0x02 | 0x10 | 0x11 | 0x12);
+        let end = (off + HEADER_LEN).checked_add(le32(&image[off + 12..off + 16]) as usize);
+        if end.is_some_and(|end| kind_ok && end <= image.len()) {
+            reseal_entry(image, seed, off);
+        }
+        off += 8;
+    }
+}
+
 /// Recomputes the checksum of the entry at `offset`, as far as its (possibly damaged)
 /// length field lets us.
 pub fn reseal_entry(image: &mut [u8], seed: u64, offset: usize) {
@@ -292,6 +319,13 @@ impl BoundedRegion {
     /// A copy of the region's current bytes.
     pub fn to_vec(&self) -> Vec<u8> {
         self.inner.to_vec()
+    }
+
+    /// Whether the budget ran out. A caller may turn the refused call's error into
+    /// another (a read of an entry header reports it as `Corrupted`), so this, not the
+    /// error, tells a runaway loop.
+    pub fn exhausted(&self) -> bool {
+        self.left.load(Ordering::Relaxed) == 0
     }
 
     fn spend(&self, op: RegionOp) -> Result<(), RegionError> {

@@ -21,8 +21,9 @@ use std::panic;
 use hamtdb_core::{Error, Map, MapOptions, VecRegion};
 use hamtdb_tests::Counter;
 use hamtdb_tests::damage::{
-    AllocationWatch, BoundedRegion, Damage, Outcomes, bounded, byte_damage, exercise_all,
-    header_damage, meta_values, reseal_entry, reseal_meta, valid_entries,
+    AllocationWatch, BoundedRegion, CALL_BUDGET, Damage, Outcomes, bounded, byte_damage,
+    exercise_all, header_damage, meta_values, reseal_entries, reseal_entry, reseal_meta,
+    reseal_metas, valid_entries,
 };
 use hamtdb_tests::map_model::{Model, TestHasher, key, value};
 
@@ -511,4 +512,23 @@ fn a_meta_slot_whose_count_and_root_disagree_is_refused() {
         assert!([0, 512].contains(&c.offset()), "offset {}", c.offset());
         assert_eq!(c.what(), "map meta count and root disagree on emptiness");
     }
+}
+
+/// Regression, found by the `open_image` fuzz target: a slot whose `new_count` was forged
+/// to about 2^63, over entries that reach one another in a cycle, kept the open walk
+/// going for ever (it stops only past `new_count` visits). Such a slot is now refused:
+/// `new_count` cannot exceed the entries the used end can hold. The input is the fuzzer's
+/// (first byte its flags; 7: reseal the meta slots and every entry header).
+#[test]
+fn a_forged_new_count_cannot_keep_the_open_walk_going() {
+    let input = include_bytes!("../fixtures/regress/open_image-new-count-cycle.bin");
+    let mut image = input[1..].to_vec();
+    reseal_metas(&mut image);
+    reseal_entries(&mut image);
+    let region = BoundedRegion::new(&image);
+    let opened = Map::open(&region).map(|m| m.len());
+    assert!(
+        !region.exhausted(),
+        "open ran past {CALL_BUDGET} region calls ({opened:?})"
+    );
 }

@@ -284,6 +284,15 @@ impl<R: Region> Space<R> {
                 Corrupt::MetaCountLargerThanRegionHolds,
             ));
         }
+        // The walk below counts every visit, revisits too, and stops past `new_count`:
+        // that bound is what ends it on a shared or cyclic structure, so it must be a
+        // count of distinct entries (each at least a header, all below the used end).
+        if meta.new_count() > (meta.used_end() - DATA_START) / HEADER_LEN as u64 {
+            return Err(Error::corrupted(
+                slot_off,
+                Corrupt::MetaNewCountLargerThanRegionHolds,
+            ));
+        }
         if !walker.count_agrees_with_root(meta.count(), meta.root()) {
             return Err(Error::corrupted(
                 slot_off,
